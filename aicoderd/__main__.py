@@ -1,0 +1,5 @@
+import sys
+
+from aicoderd.daemon.main import main
+
+sys.exit(main())

@@ -1,0 +1,182 @@
+"""``aicoder doctor``: one line per check — ok, note (optional piece missing) or problem — each
+problem with how to fix it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from aicoderd import paths
+from aicoderd.cli.client import Client
+from aicoderd.config import Settings, load_config
+from aicoderd.errors import AicoderError, ConfigError
+from aicoderd.ollama.host import base_url
+
+MIN_FREE_BYTES = 5 * 2**30
+
+
+@dataclass
+class Check:
+    name: str
+    level: str  # "ok" | "note" | "problem"
+    detail: str
+    fix: str = ""
+
+
+def check_config(config: Path | None) -> tuple[Check, Settings | None]:
+    where = config or paths.default_config_file()
+    try:
+        settings = load_config(config)
+    except ConfigError as exc:
+        return Check(
+            "config",
+            "problem",
+            f"{where}: " + "; ".join(exc.problems),
+            "fix the keys named above (see config.example.yaml)",
+        ), None
+    state = "" if where.exists() else " (file absent: defaults)"
+    return Check("config", "ok", f"{where}{state}"), settings
+
+
+def check_dirs(s: Settings) -> Check:
+    for d in (s.data_dir, s.socket.parent):
+        probe = d if d.exists() else next((p for p in d.parents if p.exists()), Path("/"))
+        if not os.access(probe, os.W_OK | os.X_OK):
+            return Check(
+                "directories",
+                "problem",
+                f"{probe} is not writable",
+                f"make {d} writable by {os.getuid()} or set data_dir / socket",
+            )
+    return Check("directories", "ok", f"data {s.data_dir}, socket dir {s.socket.parent}")
+
+
+def check_disk(s: Settings) -> Check:
+    probe = next((p for p in (s.data_dir, *s.data_dir.parents) if p.exists()), Path("/"))
+    free = shutil.disk_usage(probe).free
+    detail = f"{free / 2**30:.1f} GiB free on {probe}"
+    if free < MIN_FREE_BYTES:
+        return Check(
+            "disk", "problem", detail, "free space: training checkpoints and exports need a few GiB"
+        )
+    return Check("disk", "ok", detail)
+
+
+def check_daemon(s: Settings, socket: Path) -> Check:
+    client = Client(socket, timeout=5.0)
+    try:
+        st = client.request("GET", "/v1/status")
+    except AicoderError as exc:
+        return Check("daemon", "problem", str(exc), "`aicoder service install`, or run `aicoderd`")
+    finally:
+        client.close()
+    return Check(
+        "daemon",
+        "ok",
+        f"version {st['version']}, {st['documents']['total']} "
+        f"documents, watcher {st['watcher']}, socket {socket}",
+    )
+
+
+def check_torch() -> list[Check]:
+    # In a child process: the CLI never imports torch itself.
+    code = (
+        "import torch;print(torch.__version__);print(torch.cuda.is_available());"
+        "print(torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+        ).stdout.split("\n")
+    except subprocess.TimeoutExpired:
+        out = []
+    if len(out) < 2 or not out[0]:
+        return [
+            Check(
+                "torch",
+                "problem",
+                "not importable",
+                "pip install torch==2.13.0 (CPU) or a CUDA build for your GPU",
+            )
+        ]
+    cuda = out[1] == "True"
+    return [
+        Check("torch", "ok", out[0]),
+        Check(
+            "cuda",
+            "ok" if cuda else "note",
+            out[2] if cuda else "no CUDA device: training runs on the CPU (fp32)",
+        ),
+    ]
+
+
+def check_ollama() -> Check:
+    url = base_url(os.environ.get("OLLAMA_HOST"))
+    try:
+        resp = httpx.get(f"{url}/api/version", timeout=3.0)
+        version = resp.json().get("version", "?")
+    except (httpx.HTTPError, ValueError) as exc:
+        return Check(
+            "ollama",
+            "problem",
+            f"not reachable at {url} ({type(exc).__name__})",
+            "start Ollama (`ollama serve` or its service), or set OLLAMA_HOST",
+        )
+    return Check("ollama", "ok", f"version {version} at {url}")
+
+
+def check_llama_cpp() -> Check:
+    root = Path(__file__).resolve().parents[2] / "llama.cpp"
+    if not (root / "convert_hf_to_gguf.py").exists():
+        return Check(
+            "llama.cpp",
+            "note",
+            f"no checkout in {root} (optional: k-quants and converting finetunes of known models)",
+            f"git clone https://github.com/ggml-org/llama.cpp {root} and build it",
+        )
+    quantize = next(root.glob("build/bin/llama-quantize"), None)
+    if quantize is None:
+        return Check(
+            "llama.cpp",
+            "note",
+            f"checkout in {root}, llama-quantize not built",
+            f"cmake -B {root}/build {root} && cmake --build {root}/build -t llama-quantize",
+        )
+    return Check("llama.cpp", "ok", f"{root}, llama-quantize built")
+
+
+def check_inotify() -> Check:
+    try:
+        watches = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
+    except (OSError, ValueError):
+        return Check("inotify", "note", "limits unknown (not Linux?): folders are polled")
+    if watches < 8192:
+        return Check(
+            "inotify",
+            "problem",
+            f"max_user_watches={watches}",
+            "sysctl fs.inotify.max_user_watches=524288",
+        )
+    return Check("inotify", "ok", f"max_user_watches={watches}")
+
+
+def run_checks(config: Path | None, socket: Path | None) -> list[Check]:
+    first, settings = check_config(config)
+    checks = [first]
+    if settings is not None:
+        steps: list[Callable[[], Check]] = [
+            lambda: check_dirs(settings),
+            lambda: check_disk(settings),
+            lambda: check_daemon(settings, socket or settings.socket),
+        ]
+        checks += [step() for step in steps]
+    checks += check_torch()
+    checks += [check_ollama(), check_llama_cpp(), check_inotify()]
+    return checks

@@ -1,0 +1,252 @@
+"""Ingestion of complete files into the document store.
+
+Order matters for "never lose, never double-ingest": content files are written durably, then
+the database commits, and only then does a consumed file leave its inbox (or a refused one move
+to ``.failed/``). A crash at any point re-runs the file on restart, and content addressing turns
+the re-run into the same document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from aicoderd import log
+from aicoderd.errors import IngestRefused
+from aicoderd.fsutil import atomic_write, fsync_dir
+from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.store import DocumentFiles, NewDocument, Store
+
+logger = log.get(__name__)
+
+FAILED_DIR = ".failed"
+Mode = Literal["consume", "mirror", "copy"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """One file to ingest. ``copy`` (files handed over by ``aicoder ingest``) never touches the
+    original; ``consume`` removes it once stored; ``mirror`` never touches it either."""
+
+    source: str
+    mode: Mode
+    root: Path
+    path: Path
+
+
+@dataclass
+class Outcome:
+    path: str
+    status: Literal["stored", "duplicate", "refused", "unchanged", "missing"]
+    documents: int = 0
+    reason: str | None = None
+    message: str | None = None
+
+
+@dataclass
+class _Work:
+    target: Target
+    outcome: Outcome
+    docs: list[NewDocument] = field(default_factory=list)
+    members: set[str] = field(default_factory=set)
+
+
+class Ingestor:
+    """Turns targets into documents. Thread-safe for one caller at a time per batch."""
+
+    def __init__(self, store: Store, files: DocumentFiles, limits: ExtractLimits) -> None:
+        self.store = store
+        self.files = files
+        self.limits = limits
+
+    def run(self, targets: list[Target]) -> list[Outcome]:
+        work = [self._prepare(t) for t in targets]
+        docs = [d for w in work for d in w.docs]
+        results = iter(self.store.record_documents(docs))
+        for w in work:
+            created = [next(results)[1] for _ in w.docs]
+            if w.outcome.status == "stored" and not any(created):
+                w.outcome.status = "duplicate"
+        touched: set[Path] = set()
+        for w in work:
+            self._finish(w, touched)
+        for directory in touched:
+            with contextlib.suppress(OSError):
+                fsync_dir(directory)
+        self._report(work)
+        return [w.outcome for w in work]
+
+    # -- before the commit -------------------------------------------------------------------
+
+    def _prepare(self, target: Target) -> _Work:
+        uri = str(target.path)
+        try:
+            st = os.lstat(target.path)
+        except FileNotFoundError:
+            return _Work(target, Outcome(uri, "missing"))
+        if target.mode == "mirror" and self._unchanged(target, st):
+            return _Work(target, Outcome(uri, "unchanged"))
+        data: bytes | None = None
+        try:
+            data = self._read(target.path, st)
+            extracted = extract(data, uri, self.limits)
+        except IngestRefused as exc:
+            raw_sha = None if data is None else hashlib.sha256(data).hexdigest()
+            return self._refused(target, st, exc, raw_sha)
+        except FileNotFoundError:
+            return _Work(target, Outcome(uri, "missing"))
+        except OSError as exc:
+            refusal = IngestRefused("unreadable", f"cannot read the file: {exc.strerror or exc}")
+            return self._refused(target, st, refusal, raw_sha=None)
+        return self._stored(target, st, extracted)
+
+    def _unchanged(self, target: Target, st: os.stat_result) -> bool:
+        row = self.store.location(target.source, str(target.path))
+        return (
+            row is not None
+            and row["present"] == 1
+            and row["size"] == st.st_size
+            and row["mtime_ns"] == st.st_mtime_ns
+        )
+
+    def _read(self, path: Path, st: os.stat_result) -> bytes:
+        if stat.S_ISLNK(st.st_mode):
+            raise IngestRefused("symlink", "symbolic link: links are never followed")
+        if not stat.S_ISREG(st.st_mode):
+            raise IngestRefused("not_regular_file", "not a regular file (device, fifo or socket)")
+        if st.st_size > self.limits.max_file_bytes:
+            raise IngestRefused(
+                "too_large",
+                f"file of {st.st_size} bytes is over the limit of {self.limits.max_file_bytes}",
+            )
+        # O_NOFOLLOW: a file swapped for a link after the lstat is still refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            data = fh.read(self.limits.max_file_bytes + 1)
+        if len(data) > self.limits.max_file_bytes:
+            raise IngestRefused("too_large", "file grew over the size limit while being read")
+        return data
+
+    def _stored(self, target: Target, st: os.stat_result, extracted: list[Extracted]) -> _Work:
+        uri = str(target.path)
+        work = _Work(target, Outcome(uri, "stored", documents=len(extracted)))
+        is_archive = len(extracted) != 1 or extracted[0].name != uri
+        for item in extracted:
+            sha, data = self.files.digest(item.text)
+            self.files.put(sha, data)
+            member = is_archive
+            work.members.add(item.name)
+            work.docs.append(
+                NewDocument(
+                    source=target.source,
+                    uri=item.name,
+                    kind=item.kind,
+                    language=item.language,
+                    size=len(data),
+                    sha256=sha,
+                    status="stored",
+                    mtime_ns=None if member else st.st_mtime_ns,
+                    file_size=None if member else st.st_size,
+                    container=uri if member else None,
+                    retire_replaced=target.mode == "mirror",
+                )
+            )
+        if is_archive:
+            # The archive's own place, so an unchanged archive is skipped on the next scan.
+            work.docs.append(
+                NewDocument(
+                    source=target.source,
+                    uri=uri,
+                    kind="archive",
+                    language=None,
+                    size=st.st_size,
+                    sha256=None,
+                    status="container",
+                    mtime_ns=st.st_mtime_ns,
+                    file_size=st.st_size,
+                )
+            )
+        return work
+
+    def _refused(
+        self, target: Target, st: os.stat_result, exc: IngestRefused, raw_sha: str | None
+    ) -> _Work:
+        uri = str(target.path)
+        doc = NewDocument(
+            source=target.source,
+            uri=uri,
+            kind="unknown",
+            language=None,
+            size=st.st_size,
+            sha256=None if raw_sha is None else f"raw:{raw_sha}",
+            status="failed",
+            failure_reason=f"{exc.reason}: {exc}",
+            mtime_ns=st.st_mtime_ns,
+            file_size=st.st_size,
+            retire_replaced=target.mode == "mirror",
+        )
+        return _Work(
+            target, Outcome(uri, "refused", reason=exc.reason, message=str(exc)), docs=[doc]
+        )
+
+    # -- after the commit --------------------------------------------------------------------
+
+    def _finish(self, w: _Work, touched: set[Path]) -> None:
+        t = w.target
+        if t.mode == "mirror" and w.outcome.status in ("stored", "duplicate") and w.members:
+            self.store.retire_members_except(t.source, str(t.path), w.members)
+        if t.mode != "consume" or w.outcome.status in ("missing", "unchanged"):
+            return
+        try:
+            if w.outcome.status == "refused":
+                self._set_aside(t, w.outcome)
+            else:
+                os.unlink(t.path)
+            touched.add(t.path.parent)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            logger.error("ingest.cleanup_failed", path=str(t.path), error=str(exc))
+
+    def _set_aside(self, t: Target, outcome: Outcome) -> None:
+        rel = t.path.relative_to(t.root)
+        dest = t.root / FAILED_DIR / rel
+        if dest.exists() or dest.is_symlink():
+            dest = dest.with_name(f"{dest.name}.{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        note = (
+            f"file: {t.path}\nreason: {outcome.reason}\nmessage: {outcome.message}\n"
+            f"time: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
+        )
+        atomic_write(dest.with_name(dest.name + ".error.txt"), note.encode())
+        os.rename(t.path, dest)
+
+    def _report(self, work: list[_Work]) -> None:
+        counts: Counter[str] = Counter(w.outcome.status for w in work)
+        for w in work:
+            if w.outcome.status == "refused":
+                logger.warning(
+                    "ingest.refused",
+                    path=w.outcome.path,
+                    reason=w.outcome.reason,
+                    message=w.outcome.message,
+                )
+                self.store.add_event(
+                    "document.refused",
+                    {
+                        "path": w.outcome.path,
+                        "reason": w.outcome.reason,
+                        "message": w.outcome.message,
+                    },
+                )
+        stored = counts.get("stored", 0) + counts.get("duplicate", 0)
+        if stored or counts.get("refused", 0):
+            self.store.add_event("ingest.batch", dict(counts))
+            logger.info("ingest.batch", **counts)

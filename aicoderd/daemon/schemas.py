@@ -1,0 +1,135 @@
+"""Request and response shapes of the socket API; the OpenAPI document is built from these."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(_Model):
+    code: str
+    message: str
+
+
+class ErrorBody(_Model):
+    error: ErrorDetail
+
+
+class DocumentCounts(_Model):
+    total: int = Field(description="distinct stored documents")
+    failed: int
+    retired: int
+    pending: int = Field(description="files waiting to settle or being ingested")
+    by_source: dict[str, int]
+
+
+class FeedbackCounts(_Model):
+    valid: int
+    invalid: int
+
+
+class RunningJob(_Model):
+    id: int
+    kind: str
+    progress: dict[str, Any] | None
+
+
+class JobCounts(_Model):
+    queued: int
+    running: list[RunningJob]
+    by_state: dict[str, int]
+
+
+class FolderStatus(_Model):
+    path: str
+    mode: str
+    pending: int
+
+
+class Status(_Model):
+    version: str
+    uptime_s: float
+    pid: int
+    watcher: str
+    documents: DocumentCounts
+    feedback: FeedbackCounts
+    jobs: JobCounts
+    folders: list[FolderStatus]
+
+
+class Document(_Model):
+    id: int
+    sha256: str | None
+    source: str
+    uri: str
+    kind: str
+    language: str | None
+    size: int
+    first_seen: float
+    last_seen: float
+    status: str
+    failure_reason: str | None
+
+
+class DocumentList(_Model):
+    documents: list[Document]
+    next_after: int | None
+
+
+class Job(_Model):
+    id: int
+    kind: str
+    params: dict[str, Any]
+    state: str
+    created: float
+    started: float | None
+    finished: float | None
+    attempts: int
+    progress: dict[str, Any] | None
+    result: dict[str, Any] | None
+    error: str | None
+    pid: int | None
+
+
+class JobList(_Model):
+    jobs: list[Job]
+
+
+class JobSubmit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Event(_Model):
+    seq: int
+    time: float
+    type: str
+    job_id: int | None
+
+
+class IngestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paths: list[str] = Field(min_length=1)
+
+
+class IngestOutcome(_Model):
+    path: str
+    status: str
+    documents: int
+    reason: str | None
+    message: str | None
+
+
+class IngestResult(_Model):
+    outcomes: list[IngestOutcome]
+
+
+class Reloaded(_Model):
+    reloaded: bool
+    problems: list[str]

@@ -1,0 +1,344 @@
+"""HTTP/1.1 + JSON API on the Unix socket (aiohttp on a socket we bind ourselves).
+
+The socket is created 0600 inside a 0700 directory, and every request's peer credentials
+(SO_PEERCRED) must carry our own uid: directory permissions are the first gate, this the second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from pydantic import BaseModel, ValidationError
+
+from aicoderd import __version__, log, paths, protocol
+from aicoderd.daemon import schemas
+from aicoderd.errors import AicoderError, BadRequest
+
+if TYPE_CHECKING:
+    from aicoderd.daemon.main import Daemon
+
+logger = log.get(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def peer_uid(request: web.Request) -> int | None:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        return None
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    uid = peer_uid(request)
+    if uid is not None and uid != os.getuid():
+        logger.warning("api.peer_refused", uid=uid)
+        return error_response(403, "forbidden", f"uid {uid} may not use this daemon")
+    try:
+        return await handler(request)
+    except AicoderError as exc:
+        return error_response(exc.http_status, exc.code, str(exc))
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(400, "bad_request", problems)
+    except web.HTTPException as exc:
+        code = "not_found" if exc.status == 404 else "http_error"
+        return error_response(exc.status, code, exc.reason)
+    except Exception as exc:
+        logger.exception("api.internal_error", path=request.path)
+        return error_response(500, "internal", f"{type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+    summary: str
+    response: type[BaseModel] | None = None
+    body: type[BaseModel] | None = None
+    ndjson: bool = False
+    text: bool = False
+
+
+async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    try:
+        raw = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadRequest("the request body must be JSON") from None
+    return model.model_validate(raw)
+
+
+def _int(request: web.Request, name: str, default: int) -> int:
+    value = request.query.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise BadRequest(f"query parameter {name} must be an integer") from None
+
+
+async def get_status(d: Daemon, request: web.Request) -> web.Response:
+    return web.json_response(await d.status())
+
+
+async def get_documents(d: Daemon, request: web.Request) -> web.Response:
+    limit = max(1, min(_int(request, "limit", 100), 1000))
+    docs = d.store.list_documents(
+        status=request.query.get("status"),
+        source=request.query.get("source"),
+        limit=limit,
+        after_id=_int(request, "after", 0),
+    )
+    nxt = docs[-1]["id"] if len(docs) == limit else None
+    return web.json_response({"documents": docs, "next_after": nxt})
+
+
+async def get_jobs(d: Daemon, request: web.Request) -> web.Response:
+    jobs = d.jobs.find(request.query.get("state"), limit=_int(request, "limit", 100))
+    return web.json_response({"jobs": jobs})
+
+
+async def get_job(d: Daemon, request: web.Request) -> web.Response:
+    return web.json_response(d.jobs.get(_path_id(request)))
+
+
+async def post_job(d: Daemon, request: web.Request) -> web.Response:
+    body = await _json_body(request, schemas.JobSubmit)
+    job = d.jobs.submit(body.kind, body.params)
+    d.runner.wake()
+    return web.json_response(job, status=201)
+
+
+async def delete_job(d: Daemon, request: web.Request) -> web.Response:
+    job = await d.runner.cancel(_path_id(request), d.settings.jobs.cancel_grace_seconds)
+    return web.json_response(job)
+
+
+def _path_id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise BadRequest("job id must be an integer") from None
+
+
+async def get_events(d: Daemon, request: web.Request) -> web.StreamResponse:
+    since = _int(request, "since", 0)
+    follow = request.query.get("follow", "0") not in ("0", "false", "")
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await resp.prepare(request)
+    while True:
+        batch = await asyncio.to_thread(d.store.events_since, since, 1000)
+        for event in batch:
+            await resp.write(json.dumps(event).encode() + b"\n")
+            since = event["seq"]
+        if len(batch) == 1000:
+            continue
+        if not follow or d.stopping:
+            break
+        await d.wait_for_event(timeout=1.0)
+    await resp.write_eof()
+    return resp
+
+
+async def post_ingest(d: Daemon, request: web.Request) -> web.Response:
+    body = await _json_body(request, schemas.IngestRequest)
+    outcomes = await d.ingest_paths([Path(p) for p in body.paths])
+    return web.json_response({"outcomes": outcomes})
+
+
+async def post_reload(d: Daemon, request: web.Request) -> web.Response:
+    problems = await d.reload()
+    return web.json_response(
+        {"reloaded": not problems, "problems": problems}, status=200 if not problems else 400
+    )
+
+
+async def get_metrics(d: Daemon, request: web.Request) -> web.Response:
+    status = await d.status()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StatusCollector(status))
+    return web.Response(
+        body=generate_latest(registry),
+        headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
+    )
+
+
+async def get_openapi(d: Daemon, request: web.Request) -> web.Response:
+    return web.json_response(openapi())
+
+
+class _StatusCollector:
+    def __init__(self, status: dict[str, Any]) -> None:
+        self.status = status
+
+    def collect(self) -> Any:
+        s = self.status
+        yield GaugeMetricFamily("aicoderd_uptime_seconds", "Seconds since start", s["uptime_s"])
+        docs = GaugeMetricFamily("aicoderd_documents", "Documents by status", labels=["status"])
+        for key in ("total", "failed", "retired", "pending"):
+            docs.add_metric([key if key != "total" else "stored"], s["documents"][key])
+        yield docs
+        src = GaugeMetricFamily(
+            "aicoderd_documents_by_source", "Stored documents by source", labels=["source"]
+        )
+        for name, n in s["documents"]["by_source"].items():
+            src.add_metric([name], n)
+        yield src
+        fb = CounterMetricFamily(
+            "aicoderd_feedback_records", "Feedback lines read", labels=["validity"]
+        )
+        fb.add_metric(["valid"], s["feedback"]["valid"])
+        fb.add_metric(["invalid"], s["feedback"]["invalid"])
+        yield fb
+        jobs = GaugeMetricFamily("aicoderd_jobs", "Jobs by state", labels=["state"])
+        for state in protocol.JOB_STATES:
+            jobs.add_metric([state], s["jobs"]["by_state"].get(state, 0))
+        yield jobs
+
+
+ROUTES = [
+    Route("GET", "/v1/status", get_status, "Daemon status", schemas.Status),
+    Route(
+        "GET",
+        "/v1/documents",
+        get_documents,
+        "Documents, paged by id (status, source, limit, after)",
+        schemas.DocumentList,
+    ),
+    Route("GET", "/v1/jobs", get_jobs, "Jobs, newest first (state, limit)", schemas.JobList),
+    Route("POST", "/v1/jobs", post_job, "Queue a job", schemas.Job, schemas.JobSubmit),
+    Route("GET", "/v1/jobs/{id}", get_job, "One job", schemas.Job),
+    Route(
+        "DELETE", "/v1/jobs/{id}", delete_job, "Cancel a job (SIGTERM, then SIGKILL)", schemas.Job
+    ),
+    Route(
+        "GET",
+        "/v1/events",
+        get_events,
+        "Events as NDJSON (since=SEQ, follow=1 streams)",
+        schemas.Event,
+        ndjson=True,
+    ),
+    Route(
+        "POST",
+        "/v1/ingest",
+        post_ingest,
+        "Ingest files or folders by path (copied, never modified)",
+        schemas.IngestResult,
+        schemas.IngestRequest,
+    ),
+    Route(
+        "POST",
+        "/v1/reload",
+        post_reload,
+        "Reload and re-validate the configuration",
+        schemas.Reloaded,
+    ),
+    Route("GET", "/metrics", get_metrics, "Prometheus metrics", text=True),
+    Route("GET", "/openapi.json", get_openapi, "This document"),
+]
+
+
+def openapi() -> dict[str, Any]:
+    """The OpenAPI 3.1 document, built from :data:`ROUTES` and the pydantic schemas."""
+    components: dict[str, Any] = {}
+    paths_: dict[str, Any] = {}
+
+    def ref(model: type[BaseModel]) -> dict[str, str]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        components[model.__name__] = schema
+        return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+    error = {"application/json": {"schema": ref(schemas.ErrorBody)}}
+    for r in ROUTES:
+        media = (
+            "application/x-ndjson" if r.ndjson else "text/plain" if r.text else "application/json"
+        )
+        content = {media: {"schema": ref(r.response)}} if r.response else {media: {}}
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "responses": {
+                "200": {"description": "OK", "content": content},
+                "default": {"description": "Error", "content": error},
+            },
+        }
+        if r.body:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref(r.body)}},
+            }
+        if "{id}" in r.path:
+            op["parameters"] = [
+                {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ]
+        paths_.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "aicoderd", "version": __version__},
+        "paths": paths_,
+        "components": {"schemas": components},
+    }
+
+
+def build_app(daemon: Daemon) -> web.Application:
+    app = web.Application(middlewares=[guard], client_max_size=16 * 2**20)
+    for r in ROUTES:
+        app.router.add_route(r.method, r.path, _bind(daemon, r.handler))
+    return app
+
+
+def _bind(
+    daemon: Daemon, handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+) -> Handler:
+    async def bound(request: web.Request) -> web.StreamResponse:
+        return await handler(daemon, request)
+
+    return bound
+
+
+def bind_socket(path: Path) -> socket.socket:
+    """Bind the API socket with mode 0600 inside a private 0700 directory. A stale socket is
+    removed only when nothing answers on it (the caller holds the instance lock)."""
+    paths.ensure_private_dir(path.parent)
+    if path.exists() or path.is_symlink():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            path.unlink()
+        else:
+            raise AicoderError(f"another daemon is answering on {path}")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(str(path))
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock

@@ -1,0 +1,1 @@
+"""Deploying to a local Ollama through its real HTTP API."""

@@ -1,0 +1,434 @@
+"""Turn a file's raw bytes into UTF-8 text documents, or refuse it with a reason.
+
+Each document kind has one extractor in ``_EXTRACTORS``. Archives are opened in memory, never
+unpacked to disk and never followed through links; every member goes through the same
+extractors. Plain UTF-8 files take a fast path (NUL check, decode, newline fix) because the
+daemon must keep up with hundreds of small files a second.
+"""
+
+from __future__ import annotations
+
+import codecs
+import contextlib
+import functools
+import io
+import json
+import logging
+import lzma
+import re
+import stat
+import tarfile
+import threading
+import zipfile
+import zlib
+from collections import Counter
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any
+
+import charset_normalizer
+from pypdf import PdfReader
+
+from aicoderd.errors import IngestRefused
+from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, kind_of
+
+
+@dataclass(frozen=True)
+class ExtractLimits:
+    max_file_bytes: int  # per file, and per archive member
+    archive_max_members: int
+    archive_max_total_bytes: int  # sum of uncompressed member sizes
+    archive_max_ratio: float  # uncompressed / compressed, per member and overall
+
+
+@dataclass(frozen=True)
+class Extracted:
+    text: str  # the document text (stored later as UTF-8)
+    kind: str  # one of kinds.DOCUMENT_KINDS
+    language: str | None  # code: its language; notebook: the kernel's; else None
+    name: str  # the given name; for archive members "<archive name>!<member path>"
+
+
+def extract(data: bytes, name: str, limits: ExtractLimits) -> list[Extracted]:
+    """The documents in one file; raises IngestRefused when it cannot enter the corpus."""
+    if len(data) > limits.max_file_bytes:
+        raise IngestRefused(
+            "too_large", f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}"
+        )
+    kind, language = kind_of(name, data[:HEAD_BYTES])
+    if kind == ARCHIVE:
+        return _extract_archive(data, name, language, limits)
+    return [_extract_one(data, name, kind, language)]
+
+
+def _extract_one(data: bytes, name: str, kind: str, language: str | None) -> Extracted:
+    text, language = _EXTRACTORS[kind](data, language)
+    if not text or text.isspace():
+        raise IngestRefused("empty", "empty file: no text, or only whitespace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return Extracted(text=text, kind=kind, language=language, name=name)
+
+
+# -- text --------------------------------------------------------------------------------------
+
+# A NUL this early means binary, except in UTF-16/32 text, where it is every other byte.
+_BINARY_WINDOW = 8 * 1024
+_WIDE_ENCODINGS = ("utf-16", "utf-32")
+# UTF-32 first: its little-endian BOM starts with UTF-16's.
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+# Guesses noisier than this are not text (charset_normalizer's own default cut-off).
+_MAX_CHAOS = 0.2
+# A guessed decoding with more control characters than this share is binary after all.
+_MAX_CONTROL_SHARE = 0.02
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+
+
+def _decode(data: bytes) -> str:
+    """Text of a text file: BOM, else strict UTF-8, else the best guessed legacy encoding."""
+    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
+    if encoding not in _WIDE_ENCODINGS and data.find(b"\0", 0, _BINARY_WINDOW) != -1:
+        raise IngestRefused("binary", "binary file: NUL bytes in the first 8 KiB")
+    try:
+        return data.decode(encoding or "utf-8")
+    except UnicodeDecodeError as exc:
+        if encoding is not None:
+            raise IngestRefused("undecodable", f"invalid {encoding} text: {exc.reason}") from exc
+    return _guess_decode(data)
+
+
+def _guess_decode(data: bytes) -> str:
+    best = charset_normalizer.from_bytes(data, threshold=_MAX_CHAOS).best()
+    if best is None:
+        raise IngestRefused("undecodable", "undecodable text: not UTF-8 and no encoding fits")
+    text = str(best)
+    if len(_CONTROL.findall(text)) > len(text) * _MAX_CONTROL_SHARE:
+        raise IngestRefused(
+            "undecodable", f"undecodable text: read as {best.encoding} it is mostly control codes"
+        )
+    return text
+
+
+def _plain(data: bytes, language: str | None) -> tuple[str, str | None]:
+    return _decode(data), language
+
+
+# -- notebooks ---------------------------------------------------------------------------------
+
+# Cells that carry the author's text; raw cells and all outputs are left out.
+_NOTEBOOK_CELLS = ("markdown", "code")
+
+
+def _notebook(data: bytes, language: str | None) -> tuple[str, str | None]:
+    try:
+        notebook = json.loads(_decode(data))
+    except json.JSONDecodeError as exc:
+        raise IngestRefused(
+            "notebook_invalid", f"notebook is not valid JSON: {exc.msg} at line {exc.lineno}"
+        ) from exc
+    except RecursionError as exc:  # JSON nested deeper than Python's stack
+        raise IngestRefused("notebook_invalid", "notebook JSON is nested too deeply") from exc
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        raise IngestRefused("notebook_invalid", "notebook has no list of cells (nbformat 4)")
+    texts = (_cell_text(cell) for cell in cells)
+    # Cells end in their own newlines or not; strip them so each join is one blank line.
+    text = "\n\n".join(t.rstrip("\r\n") for t in texts if t)
+    return text, _kernel_language(notebook.get("metadata"))
+
+
+def _cell_text(cell: Any) -> str:
+    if not isinstance(cell, dict):
+        raise IngestRefused("notebook_invalid", "notebook cell is not a JSON object")
+    if cell.get("cell_type") not in _NOTEBOOK_CELLS:
+        return ""
+    source = cell.get("source", "")
+    if isinstance(source, list) and all(isinstance(line, str) for line in source):
+        return "".join(source)
+    if isinstance(source, str):
+        return source
+    raise IngestRefused("notebook_invalid", "notebook cell source is neither text nor lines")
+
+
+def _kernel_language(metadata: Any) -> str:
+    for section, key in (("kernelspec", "language"), ("language_info", "name")):
+        value = _get(_get(metadata, section), key)
+        if isinstance(value, str) and value:
+            return value.lower()
+    return "python"
+
+
+def _get(mapping: Any, key: str) -> Any:
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+# -- PDF ---------------------------------------------------------------------------------------
+
+
+class _QuietLogger:
+    """Holds a logger at ERROR while any thread is inside, then restores its level once."""
+
+    def __init__(self, name: str) -> None:
+        self._logger = logging.getLogger(name)
+        self._lock = threading.Lock()
+        self._inside = 0
+        self._saved = logging.NOTSET
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._inside == 0:
+                self._saved = self._logger.level
+                self._logger.setLevel(logging.ERROR)
+            self._inside += 1
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with self._lock:
+            self._inside -= 1
+            if self._inside == 0:
+                self._logger.setLevel(self._saved)
+
+
+# pypdf warns on its own logger about every oddity of a malformed PDF; the refusal says enough.
+_QUIET_PYPDF = _QuietLogger("pypdf")
+
+
+def _pdf(data: bytes, language: str | None) -> tuple[str, str | None]:
+    with _QUIET_PYPDF:
+        try:
+            reader = PdfReader(io.BytesIO(data))
+            locked = reader.is_encrypted and not reader.decrypt("")
+            pages = [] if locked else [page.extract_text() for page in reader.pages]
+        except Exception as exc:  # pypdf raises many exception types on malformed input
+            raise IngestRefused("pdf_corrupt", f"corrupt PDF: {exc}") from exc
+    if locked:
+        raise IngestRefused("unsupported", "encrypted PDF: it opens only with a password")
+    text = "\n\n".join(pages)
+    if not text or text.isspace():
+        raise IngestRefused("pdf_no_text", "PDF has no text layer (a scan?); OCR it first")
+    return text, None
+
+
+# Document kind -> extractor: (bytes, language from kinds) -> (text, language).
+_EXTRACTORS: dict[str, Callable[[bytes, str | None], tuple[str, str | None]]] = {
+    **dict.fromkeys(TEXT_KINDS, _plain),
+    "notebook": _notebook,
+    "pdf": _pdf,
+}
+
+
+# -- archives ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One archive member as its header declares it."""
+
+    path: str  # as stored in the archive
+    skip: str | None  # why it is never read (a directory, a link...), or None for a file
+    size: int  # declared uncompressed size
+    compressed: int | None  # compressed size, where the format records one per member
+    open: Callable[[], IO[bytes]]
+
+
+def _zip_entries(data: bytes) -> Generator[_Entry, None, None]:
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for info in archive.infolist():
+            opener = functools.partial(archive.open, info)
+            yield _Entry(info.filename, _zip_skip(info), info.file_size, info.compress_size, opener)
+
+
+def _zip_skip(info: zipfile.ZipInfo) -> str | None:
+    # Unix file-type bits, when the zip was made on Unix; many writers leave them zero.
+    file_type = stat.S_IFMT(info.external_attr >> 16)
+    if info.is_dir():
+        return "directory"
+    if file_type not in (0, stat.S_IFREG):
+        return "link or special file"
+    if info.flag_bits & 0x1:
+        return "encrypted"
+    return None
+
+
+def _tar_entries(data: bytes) -> Generator[_Entry, None, None]:
+    # Headers are read one at a time, so a bomb is refused before its data is decompressed.
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
+        for info in archive:
+            opener = functools.partial(_tar_open, archive, info)
+            yield _Entry(info.name, _tar_skip(info), info.size, None, opener)
+
+
+def _tar_skip(info: tarfile.TarInfo) -> str | None:
+    if info.isreg():
+        return None
+    return "directory" if info.isdir() else "link or special file"
+
+
+def _tar_open(archive: tarfile.TarFile, info: tarfile.TarInfo) -> IO[bytes]:
+    handle = archive.extractfile(info)
+    if handle is None:  # only regular files reach here, which always have data
+        raise tarfile.ReadError(f"no data for member {info.name}")
+    return handle
+
+
+_ARCHIVE_FORMATS: dict[str, Callable[[bytes], Generator[_Entry, None, None]]] = {
+    "zip": _zip_entries,
+    "tar": _tar_entries,
+}
+
+# What a damaged zip, tar, gzip, bzip2 or xz stream raises while being read (zipfile raises
+# ValueError when a mangled header makes it seek before the start).
+_CORRUPT = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    ValueError,
+)
+
+
+def _extract_archive(
+    data: bytes, name: str, archive_format: str | None, limits: ExtractLimits
+) -> list[Extracted]:
+    entries_of = _ARCHIVE_FORMATS.get(archive_format or "")
+    if entries_of is None:
+        raise IngestRefused("unsupported", f"unsupported archive format {archive_format!r}")
+    reader = _ArchiveReader(name, len(data), limits)
+    try:
+        with contextlib.closing(entries_of(data)) as entries:
+            for entry in entries:
+                reader.take(entry)
+    except _CORRUPT as exc:
+        raise IngestRefused("archive_corrupt", f"corrupt or truncated archive: {exc}") from exc
+    except NotImplementedError as exc:  # a zip made by a tool newer than Python's zipfile
+        raise IngestRefused("unsupported", f"unsupported archive: {exc}") from exc
+    return reader.documents()
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+# Member names that are editor, OS or download leftovers rather than content.
+_JUNK_DIRS = ("__MACOSX",)
+_JUNK_SUFFIXES = ("~", ".tmp", ".part", ".swp")
+# Under this size a member cannot be a bomb, whatever its ratio (one line of 3,000 spaces
+# compresses 100-fold), so ratios are judged only above it.
+_RATIO_FLOOR_BYTES = 1 << 20
+
+
+class _ArchiveReader:
+    """Checks each member against the limits, then extracts it or counts why it was skipped."""
+
+    def __init__(self, name: str, archive_bytes: int, limits: ExtractLimits) -> None:
+        self.name = name
+        self.archive_bytes = archive_bytes
+        self.limits = limits
+        self.members = 0
+        self.declared = 0  # sum of declared uncompressed sizes
+        self.read = 0  # bytes actually decompressed
+        self.skipped: Counter[str] = Counter()
+        self.found: list[Extracted] = []
+
+    def take(self, entry: _Entry) -> None:
+        self._check_header(entry)
+        path = _member_path(entry.path)
+        why = entry.skip or _junk(path) or self._extract(entry, path)
+        if why is not None:
+            self.skipped[why] += 1
+
+    def documents(self) -> list[Extracted]:
+        if self.found:
+            return self.found
+        if not self.skipped:
+            raise IngestRefused("empty", "empty archive: it has no members")
+        counts = ", ".join(f"{why}: {n}" for why, n in self.skipped.most_common())
+        total = self.skipped.total()
+        raise IngestRefused(
+            "empty", f"archive has no documents: {total} members skipped ({counts})"
+        )
+
+    def _check_header(self, entry: _Entry) -> None:
+        self.members += 1
+        if self.members > self.limits.archive_max_members:
+            raise IngestRefused(
+                "archive_too_many_members",
+                f"archive has more than {self.limits.archive_max_members} members",
+            )
+        if _unsafe(entry.path):
+            raise IngestRefused(
+                "archive_unsafe_path", f"archive member {entry.path!r} would land outside it"
+            )
+        self.declared += entry.size
+        self._check_total(self.declared, "declares")
+        if entry.compressed is not None:
+            self._check_ratio(entry.size, entry.compressed, f"member {entry.path!r}")
+        self._check_ratio(self.declared, self.archive_bytes, "archive")
+
+    def _check_total(self, total: int, verb: str) -> None:
+        if total > self.limits.archive_max_total_bytes:
+            raise IngestRefused(
+                "archive_bomb",
+                f"archive {verb} over {self.limits.archive_max_total_bytes} bytes uncompressed",
+            )
+
+    def _check_ratio(self, size: int, compressed: int, what: str) -> None:
+        if size > _RATIO_FLOOR_BYTES and size > compressed * self.limits.archive_max_ratio:
+            raise IngestRefused(
+                "archive_bomb",
+                f"{what} expands {size / max(compressed, 1):.0f}-fold, over the limit of "
+                f"{self.limits.archive_max_ratio:g}",
+            )
+
+    def _extract(self, entry: _Entry, path: str) -> str | None:
+        """Extract one member; why it was skipped, or None when it became a document."""
+        cap = self.limits.max_file_bytes
+        if entry.size > cap:
+            return "too_large"
+        try:
+            with entry.open() as handle:
+                # Never trust the header alone: read one byte past the cap to see if more comes.
+                data = handle.read(cap + 1)
+        except NotImplementedError:  # a zip compression method or feature Python cannot read
+            return "unsupported"
+        self.read += len(data)
+        self._check_total(self.read, "expands to")
+        if len(data) > cap:
+            return "too_large"
+        kind, language = kind_of(path, data[:HEAD_BYTES])
+        if kind == ARCHIVE:
+            return "nested archive"
+        try:
+            self.found.append(_extract_one(data, f"{self.name}!{path}", kind, language))
+        except IngestRefused as exc:
+            return exc.reason
+        return None
+
+
+def _unsafe(path: str) -> bool:
+    """True for a name that could escape the archive's folder (zip-slip)."""
+    path = path.replace("\\", "/")
+    return path.startswith("/") or bool(_DRIVE.match(path)) or ".." in path.split("/")
+
+
+def _member_path(path: str) -> str:
+    # "./pkg/a.py" and "pkg//a.py" are "pkg/a.py"; tar writes the first form for `tar c .`.
+    parts = path.replace("\\", "/").split("/")
+    return "/".join(part for part in parts if part not in ("", "."))
+
+
+def _junk(path: str) -> str | None:
+    parts = path.split("/")
+    if not path or any(part.startswith(".") or part in _JUNK_DIRS for part in parts):
+        return "junk name"
+    return "junk name" if path.endswith(_JUNK_SUFFIXES) else None

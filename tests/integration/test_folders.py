@@ -1,0 +1,234 @@
+"""Drop folders and mirror folders, end to end through a real daemon and real inotify."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sqlite3
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import DaemonProc, wait_for
+
+
+def db_rows(d: DaemonProc, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(d.data_dir / "state.db") as db:
+        return db.execute(sql, args).fetchall()
+
+
+def stored_text(d: DaemonProc, sha: str) -> str:
+    return (d.data_dir / "documents" / sha[:2] / f"{sha}.txt").read_text(encoding="utf-8")
+
+
+def test_a_thousand_dropped_files_are_each_ingested_once(daemon: DaemonProc) -> None:
+    sub = daemon.inbox / "pkg" / "deep"
+    sub.mkdir(parents=True)
+    expected = set()
+    for i in range(1000):
+        folder = sub if i % 3 == 0 else daemon.inbox
+        text = f"def f{i}():\n    return {i}\n"
+        (folder / f"m{i}.py").write_text(text)
+        expected.add(hashlib.sha256(text.encode()).hexdigest())
+    wait_for(lambda: daemon.status()["documents"]["total"] == 1000, timeout=120)
+    status = daemon.wait_idle()
+    assert status["documents"]["total"] == 1000
+    assert status["documents"]["failed"] == 0
+    shas = {r[0] for r in db_rows(daemon, "SELECT sha256 FROM documents")}
+    assert shas == expected
+    assert len(db_rows(daemon, "SELECT id FROM documents")) == 1000
+    assert [p for p in daemon.inbox.rglob("*") if p.is_file()] == []
+    assert status["documents"]["by_source"] == {f"folder:{daemon.inbox}": 1000}
+
+
+def test_a_slowly_written_file_is_taken_once_and_whole(make_daemon) -> None:
+    d = make_daemon(ingest={"settle_seconds": 1.0}).start()
+    target = d.inbox / "slow.py"
+    chunks = [f"# chunk {i}\nx{i} = {i}\n" for i in range(8)]
+    with open(target, "w") as fh:
+        for chunk in chunks:
+            fh.write(chunk)
+            fh.flush()
+            time.sleep(0.3)
+    wait_for(lambda: d.status()["documents"]["total"] == 1, timeout=30)
+    time.sleep(1.5)
+    rows = db_rows(d, "SELECT sha256 FROM documents")
+    assert len(rows) == 1
+    assert stored_text(d, rows[0][0]) == "".join(chunks)
+
+
+def test_same_content_under_other_names_is_one_document(daemon: DaemonProc) -> None:
+    (daemon.inbox / "sub").mkdir()
+    for name in ("a.py", "b.py", "sub/c.py"):
+        (daemon.inbox / name).write_text("import os\nprint(os.getcwd())\n")
+    wait_for(lambda: len(db_rows(daemon, "SELECT * FROM locations")) == 3)
+    assert daemon.wait_idle()["documents"]["total"] == 1
+    assert not any(p.is_file() for p in daemon.inbox.rglob("*"))
+
+
+def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_junk_and_hostile_input_is_set_aside_with_a_reason(make_daemon, tmp_path: Path) -> None:
+    d = make_daemon(ingest={"settle_seconds": 0.3, "max_file_bytes": "64KiB"}).start()
+    secret = tmp_path / "id_rsa"
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecret\n")
+    refused = {
+        "link.py": None,
+        "image.png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(200),
+        "big.txt": b"x" * (65 * 1024),
+        "empty.txt": b"",
+        "slip.zip": _zip({"../../evil.py": b"print('owned')\n"}),
+        "bomb.zip": _zip({"zeros.txt": bytes(30 * 2**20)}),
+        "broken.zip": b"PK\x03\x04 definitely not a zip",
+    }
+    for name, data in refused.items():
+        if data is None:
+            (d.inbox / name).symlink_to(secret)
+        else:
+            (d.inbox / name).write_bytes(data)
+    ignored = [
+        "notes.txt.part",
+        ".hidden.py",
+        "download.crdownload",
+        "x.tmp",
+        "edit.py~",
+        ".#lock.py",
+        "f.swp",
+    ]
+    for name in ignored:
+        (d.inbox / name).write_text("still being written\n")
+    (d.inbox / "good.py").write_text("print('fine')\n")
+    failed = d.inbox / ".failed"
+    wait_for(lambda: all((failed / f"{n}.error.txt").exists() for n in refused), timeout=30)
+    status = d.wait_idle()
+    assert status["documents"]["total"] == 1  # only good.py
+    assert status["documents"]["failed"] == len(refused)
+    reasons = {n: (failed / f"{n}.error.txt").read_text() for n in refused}
+    assert "reason: symlink" in reasons["link.py"]
+    assert "reason: binary" in reasons["image.png"]
+    assert "reason: too_large" in reasons["big.txt"]
+    assert "reason: empty" in reasons["empty.txt"]
+    assert "reason: archive_unsafe_path" in reasons["slip.zip"]
+    assert "reason: archive_bomb" in reasons["bomb.zip"]
+    assert "reason: archive_corrupt" in reasons["broken.zip"]
+    # The originals are kept, byte for byte; the link was moved, never followed.
+    assert (failed / "image.png").read_bytes() == refused["image.png"]
+    assert (failed / "link.py").is_symlink()
+    assert not any(
+        "OPENSSH" in stored_text(d, r[0])
+        for r in db_rows(d, "SELECT sha256 FROM documents WHERE status='stored'")
+    )
+    assert not (tmp_path / "evil.py").exists() and not (d.home / "evil.py").exists()
+    for name in ignored:
+        assert (d.inbox / name).exists(), name
+    assert d.proc is not None and d.proc.poll() is None
+
+
+def test_archive_members_become_documents(daemon: DaemonProc) -> None:
+    data = _zip({"pkg/a.py": b"A = 1\n", "pkg/b.md": b"# B\n", "pkg/img.bin": b"\x00\x01" * 10})
+    (daemon.inbox / "bundle.zip").write_bytes(data)
+    wait_for(lambda: daemon.status()["documents"]["total"] == 2)
+    uris = sorted(r[0] for r in db_rows(daemon, "SELECT uri FROM documents"))
+    assert uris == [f"{daemon.inbox}/bundle.zip!pkg/a.py", f"{daemon.inbox}/bundle.zip!pkg/b.md"]
+
+
+def test_kill_minus_nine_mid_burst_loses_and_doubles_nothing(make_daemon) -> None:
+    d = make_daemon(ingest={"settle_seconds": 0.2, "batch_size": 16}).start()
+    expected = set()
+    for i in range(600):
+        text = f"value_{i} = {i * 7}\n"
+        (d.inbox / f"v{i}.py").write_text(text)
+        expected.add(hashlib.sha256(text.encode()).hexdigest())
+    wait_for(lambda: d.status()["documents"]["total"] >= 50, timeout=60)
+    d.kill9()
+    left = len(list(d.inbox.glob("*.py")))
+    assert left > 0, "the burst finished before the kill; the test proves nothing"
+    d.start()
+    wait_for(lambda: d.status()["documents"]["total"] == 600, timeout=120)
+    d.wait_idle()
+    rows = db_rows(d, "SELECT sha256 FROM documents")
+    assert len(rows) == 600 and {r[0] for r in rows} == expected
+    assert list(d.inbox.glob("*.py")) == []
+    for sha in list(expected)[:50]:
+        assert stored_text(d, sha).startswith("value_")
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    return {
+        str(p.relative_to(root)): (
+            p.lstat().st_mode,
+            p.lstat().st_mtime_ns,
+            hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "",
+        )
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def test_mirror_mode_never_modifies_the_folder(make_daemon, tmp_path: Path) -> None:
+    src = tmp_path / "project"
+    (src / "lib").mkdir(parents=True)
+    (src / "lib" / "a.py").write_text("A = 1\n")
+    (src / "b.md").write_text("# B\n")
+    (src / "bin.dat").write_bytes(b"\x00\x01\x02" * 50)
+    (src / ".git").mkdir()
+    (src / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    d = make_daemon(folders=[{"path": str(src), "mode": "mirror"}]).start()
+    wait_for(lambda: d.status()["documents"]["total"] == 2)
+    d.wait_idle()
+    before = _snapshot(src)
+    assert d.status()["documents"]["failed"] == 1  # bin.dat, left where it is
+
+    (src / "lib" / "a.py").write_text("A = 2\n")  # changed → new document, old one retired
+    (src / "c.py").write_text("C = 3\n")  # new
+    (src / "b.md").unlink()  # deleted → retired
+    wait_for(
+        lambda: d.status()["documents"]["total"] == 2 and d.status()["documents"]["retired"] == 2,
+        timeout=30,
+    )
+    d.wait_idle()
+    by_status = dict(db_rows(d, "SELECT uri, status FROM documents"))
+    assert by_status[str(src / "c.py")] == "stored"
+    assert by_status[str(src / "b.md")] == "retired"
+    after = _snapshot(src)
+    assert not (src / ".failed").exists()
+    assert after[".git/HEAD"] == before[".git/HEAD"] and after["bin.dat"] == before["bin.dat"]
+
+    # Restarted with nothing changed: no new document, nothing re-read.
+    d.stop()
+    d.start()
+    d.wait_idle()
+    time.sleep(1)
+    assert d.status()["documents"]["total"] == 2
+    assert _snapshot(src) == after
+
+
+def test_rescan_finds_files_that_arrived_while_stopped(make_daemon) -> None:
+    d = make_daemon().start()
+    d.stop()
+    (d.inbox / "offline.py").write_text("x = 'arrived while stopped'\n")
+    os.utime(d.inbox / "offline.py", (1, 1))
+    d.start()
+    wait_for(lambda: d.status()["documents"]["total"] == 1)
+
+
+def test_cli_ingest_copies_files_and_reports_each(daemon: DaemonProc, tmp_path: Path) -> None:
+    src = tmp_path / "handed"
+    src.mkdir()
+    (src / "one.py").write_text("ONE = 1\n")
+    (src / "two.rst").write_text("Title\n=====\n")
+    (src / "blob.bin").write_bytes(b"\x00" * 64)
+    out = daemon.cli("ingest", str(src))
+    assert out.returncode == 1, out.stderr  # one file was refused
+    lines = out.stdout.splitlines()
+    assert any(x.startswith("stored") and x.endswith("one.py") for x in lines)
+    assert any(x.startswith("refused") and "binary" in x for x in lines)
+    assert (src / "one.py").exists() and (src / "blob.bin").exists()
+    assert daemon.status()["documents"]["by_source"]["cli"] == 2
