@@ -1,0 +1,74 @@
+"""Configuration: YAML, environment overrides, readable errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aicoderd.config import load_config
+from aicoderd.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_follow_xdg(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    s = load_config(None)
+    assert s.data_dir == tmp_path / "data" / "aicoderd"
+    assert s.socket == tmp_path / "run" / "aicoderd" / "aicoderd.sock"
+    assert s.folders[0].path == tmp_path / "aicoder-inbox"
+    assert s.feedback_files() == [
+        tmp_path / "data" / "aicoderd" / "feedback" / "user_feedback.jsonl"
+    ]
+
+
+def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, f"data_dir: {tmp_path}\ningest:\n  settle_seconds: 9\n  batch_size: 5\n")
+    monkeypatch.setenv("AICODER_INGEST__SETTLE_SECONDS", "0.5")
+    s = load_config(path)
+    assert s.ingest.settle_seconds == 0.5 and s.ingest.batch_size == 5
+    assert s.data_dir == tmp_path
+
+
+def test_sizes_accept_units(tmp_path: Path) -> None:
+    s = load_config(write(tmp_path, "ingest:\n  max_file_bytes: 1MiB\n"))
+    assert int(s.ingest.max_file_bytes) == 2**20
+
+
+def test_every_problem_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "log_level: loud\nfolders:\n  - path: /tmp\n    mode: eat\n"
+        "ingest:\n  batch_size: lots\n  typo: 1\nextra: 2\n",
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert sorted(p.split(":")[0] for p in err.value.problems) == [
+        "extra",
+        "folders.0.mode",
+        "ingest.batch_size",
+        "ingest.typo",
+        "log_level",
+    ]
+    assert "unknown key" in next(p for p in err.value.problems if p.startswith("extra"))
+
+
+def test_file_problems(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="line 2"):
+        load_config(write(tmp_path, "a: 1\n b: [\n"))
+    file = tmp_path / "plain"
+    file.write_text("x")
+    with pytest.raises(ConfigError, match=r"folders\.0\.path: .* is not a directory"):
+        load_config(write(tmp_path, f"folders:\n  - path: {file}\n"))

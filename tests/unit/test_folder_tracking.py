@@ -1,0 +1,77 @@
+"""Junk names and the settle-time tracker of a folder (real files, no watcher)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from aicoderd.sources.folders import Candidate, FolderWatch, is_junk, walk
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        ".hidden",
+        "a.part",
+        "b.tmp",
+        "c.crdownload",
+        "d.py~",
+        ".#e.py",
+        "f.swp",
+        "~$doc.docx",
+        "Thumbs.db",
+        "__MACOSX",
+    ],
+)
+def test_junk_names(name: str) -> None:
+    assert is_junk(name)
+
+
+@pytest.mark.parametrize("name", ["main.py", "README.md", "notes.txt", "archive.tar.gz"])
+def test_real_names(name: str) -> None:
+    assert not is_junk(name)
+
+
+def test_walk_skips_junk_and_never_enters_links(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.py").write_text("a")
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "x").write_text("x")
+    (tmp_path / "b.part").write_text("b")
+    (tmp_path / "linkdir").symlink_to(tmp_path / "sub")
+    found = {c.path.name for c in walk(tmp_path, recursive=True)}
+    assert found == {"a.py", "linkdir"}  # the link is reported (to be refused), not entered
+
+
+def test_a_file_is_ready_only_after_it_holds_still(tmp_path: Path) -> None:
+    ready: list[Candidate] = []
+    watch = FolderWatch(tmp_path, True, 0.3, ready.extend)
+    f = tmp_path / "x.py"
+    f.write_text("1")
+    watch.touch(f)
+    watch.tick()
+    assert ready == []
+    time.sleep(0.2)
+    f.write_text("12")
+    os.utime(f, ns=(time.time_ns(), time.time_ns()))
+    time.sleep(0.2)
+    watch.tick()  # due, but it changed: the timer restarts
+    assert ready == []
+    time.sleep(0.35)
+    watch.tick()
+    assert [c.path for c in ready] == [f] and ready[0].size == 2
+    assert watch.pending == 1  # in flight until done()
+    watch.touch(f)  # an event while in flight marks it dirty
+    watch.done(f)
+    assert f in watch.tracked
+
+
+def test_files_outside_or_too_deep_are_not_accepted(tmp_path: Path) -> None:
+    flat = FolderWatch(tmp_path, False, 0.1, lambda r: None)
+    assert flat.accepts(tmp_path / "a.py")
+    assert not flat.accepts(tmp_path / "sub" / "a.py")
+    assert not flat.accepts(tmp_path.parent / "other.py")
+    assert not flat.accepts(tmp_path / ".failed" / "x.py")

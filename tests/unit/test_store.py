@@ -1,0 +1,100 @@
+"""The SQLite state store and the content-addressed document files."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from aicoderd.errors import StoreError
+from aicoderd.store import SCHEMA_VERSION, DocumentFiles, NewDocument, Store
+
+
+def doc(
+    uri: str, sha: str, *, source: str = "folder:/in", mirror: bool = False, status: str = "stored"
+) -> NewDocument:
+    return NewDocument(
+        source=source,
+        uri=uri,
+        kind="code",
+        language="python",
+        size=3,
+        sha256=sha,
+        status=status,
+        mtime_ns=1,
+        file_size=3,
+        retire_replaced=mirror,
+    )
+
+
+def test_schema_is_versioned_and_wal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    with store.read() as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+    Store(tmp_path / "state.db").close()  # migrating again is a no-op
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "state.db") as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StoreError, match="newer than this release"):
+        Store(tmp_path / "state.db")
+
+
+def test_same_content_two_names_is_one_document(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    (a, created_a), (b, created_b) = store.record_documents(
+        [doc("/in/a", "s1"), doc("/in/b", "s1")]
+    )
+    assert a == b and created_a and not created_b
+    assert store.document_counts()["by_status"] == {"stored": 1}
+
+
+def test_mirror_change_and_delete_retire(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    store.record_documents([doc("/m/a", "v1", mirror=True), doc("/m/b", "b1", mirror=True)])
+    store.record_documents([doc("/m/a", "v2", mirror=True)])  # a changed
+    assert store.document_counts()["by_status"] == {"stored": 2, "retired": 1}
+    assert store.retire_locations("folder:/in", ["/m/b"]) == 1
+    assert store.document_counts()["by_status"] == {"stored": 1, "retired": 2}
+    store.record_documents([doc("/m/c", "b1", mirror=True)])  # b's content is back elsewhere
+    assert store.document_counts()["by_status"] == {"stored": 2, "retired": 1}
+
+
+def test_a_document_with_another_place_is_not_retired(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    store.record_documents([doc("/m/a", "same", mirror=True), doc("/m/b", "same", mirror=True)])
+    store.retire_locations("folder:/in", ["/m/a"])
+    assert store.document_counts()["by_status"] == {"stored": 1}
+
+
+def test_feedback_ids_are_kept_once_with_the_offset(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    rec = {"id": "i1", "time": "t", "model": "m", "verdict": "accepted"}
+    assert store.commit_feedback([rec], "/f", 2, 7, 100) == 1
+    assert store.commit_feedback([rec], "/f", 0, 7, 150) == 0
+    assert store.feedback_count() == 1
+    assert store.counter("feedback.invalid") == 2
+    assert store.tail_state("/f") == (7, 150)
+
+
+def test_events_are_sequenced_and_pruned(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    seqs = [store.add_event("e", {"n": i}) for i in range(10)]
+    assert seqs == sorted(seqs)
+    assert [e["n"] for e in store.events_since(seqs[6])] == [7, 8, 9]
+    store.prune_events(keep=3)
+    assert [e["n"] for e in store.events_since(0)] == [7, 8, 9]
+
+
+def test_document_files_are_content_addressed_utf8(tmp_path: Path) -> None:
+    files = DocumentFiles(tmp_path / "documents")
+    sha, data = files.digest("héllo\n")
+    assert files.put(sha, data) is True
+    assert files.put(sha, data) is False
+    assert files.path_for(sha).read_bytes() == "héllo\n".encode()
+    assert files.path_for(sha).parent.name == sha[:2]
+    assert not list(files.path_for(sha).parent.glob(".*.tmp"))
