@@ -58,7 +58,10 @@ class FolderSet:
             )
             self.watches.append((folder, watch))
         self._watcher = Watcher(loop, self._on_event)
-        roots = [(f.path, f.recursive) for f, _ in self.watches]
+        roots = [(f.path, f.recursive) for f, _ in self.watches if f.path.is_dir()]
+        for folder, _ in self.watches:
+            if not folder.path.is_dir():  # a mirror folder removed since the config was read
+                logger.error("folder.missing", path=str(folder.path))
         self.watcher_kind = await asyncio.to_thread(self._watcher.start, roots)
         await self.rescan()
         return self.watcher_kind

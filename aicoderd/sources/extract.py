@@ -31,7 +31,7 @@ import charset_normalizer
 from pypdf import PdfReader
 
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, kind_of
+from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
 
 
 @dataclass(frozen=True)
@@ -319,9 +319,6 @@ def _extract_archive(
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
-# Member names that are editor, OS or download leftovers rather than content.
-_JUNK_DIRS = ("__MACOSX",)
-_JUNK_SUFFIXES = ("~", ".tmp", ".part", ".swp")
 # Under this size a member cannot be a bomb, whatever its ratio (one line of 3,000 spaces
 # compresses 100-fold), so ratios are judged only above it.
 _RATIO_FLOOR_BYTES = 1 << 20
@@ -428,7 +425,7 @@ def _member_path(path: str) -> str:
 
 
 def _junk(path: str) -> str | None:
-    parts = path.split("/")
-    if not path or any(part.startswith(".") or part in _JUNK_DIRS for part in parts):
+    """Editor, OS or download leftovers: the same rule as for files in a watched folder."""
+    if not path or any(is_junk(part) for part in path.split("/")):
         return "junk name"
-    return "junk name" if path.endswith(_JUNK_SUFFIXES) else None
+    return None

@@ -8,7 +8,6 @@ its size and mtime have not changed for the settle period; processing is someone
 from __future__ import annotations
 
 import asyncio
-import fnmatch
 import os
 import stat
 import time
@@ -22,35 +21,9 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from aicoderd import log
+from aicoderd.sources.kinds import is_junk
 
 logger = log.get(__name__)
-
-# Names that are still being written or are not the user's content (Syncthing, browsers,
-# editors, NAS and desktop metadata). Dotfiles and dot-directories are skipped too, which also
-# covers our own `.failed/` folder.
-JUNK_PATTERNS = (
-    "*.part",
-    "*.tmp",
-    "*.crdownload",
-    "*.partial",
-    "*.download",
-    "*~",
-    "*.swp",
-    "*.swx",
-    "~$*",
-    ".#*",
-    "~syncthing~*",
-    "Thumbs.db",
-    "desktop.ini",
-    "__MACOSX",
-    "@eaDir",
-)
-
-
-def is_junk(name: str, extra: tuple[str, ...] = ()) -> bool:
-    if name.startswith("."):
-        return True
-    return any(fnmatch.fnmatchcase(name, pat) for pat in JUNK_PATTERNS + extra)
 
 
 @dataclass(frozen=True)

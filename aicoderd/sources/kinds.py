@@ -7,6 +7,7 @@ Adding a language is one line in a table below; nothing else needs to change.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 # The kinds a document can have. "archive" is only a routing kind: its members become documents.
@@ -171,3 +172,31 @@ def shebang_language(head: bytes) -> str | None:
         return None
     program = words[0].rsplit("/", 1)[-1].lower()
     return SHEBANGS.get(program) or SHEBANGS.get(_VERSION_SUFFIX.sub("", program))
+
+
+# Names that are still being written or are not the user's content (Syncthing, browsers,
+# editors, NAS and desktop metadata). Dotfiles and dot-directories are skipped too, which also
+# covers our own `.failed/` folder.
+JUNK_PATTERNS = (
+    "*.part",
+    "*.tmp",
+    "*.crdownload",
+    "*.partial",
+    "*.download",
+    "*~",
+    "*.swp",
+    "*.swx",
+    "~$*",
+    ".#*",
+    "~syncthing~*",
+    "Thumbs.db",
+    "desktop.ini",
+    "__MACOSX",
+    "@eaDir",
+)
+
+
+def is_junk(name: str, extra: tuple[str, ...] = ()) -> bool:
+    if name.startswith("."):
+        return True
+    return any(fnmatch.fnmatchcase(name, pat) for pat in JUNK_PATTERNS + extra)

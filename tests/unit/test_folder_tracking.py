@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from aicoderd.sources.folders import Candidate, FolderWatch, is_junk, walk
+from aicoderd.sources.folders import Candidate, FolderWatch, walk
+from aicoderd.sources.kinds import is_junk
 
 
 @pytest.mark.parametrize(
