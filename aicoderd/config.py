@@ -7,11 +7,21 @@ environment. Every key is documented, with its default, in ``config.example.yaml
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from aicoderd import paths
@@ -58,6 +68,104 @@ class EventsConfig(_Section):
     retain: int = Field(default=100_000, ge=100)
 
 
+_INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def interval_seconds(schedule: str) -> float | None:
+    """``"6h"`` → 21600.0; None when ``schedule`` is not an interval (so: a cron expression)."""
+    m = _INTERVAL.match(schedule)
+    return float(m.group(1)) * _UNIT_SECONDS[m.group(2)] if m else None
+
+
+def check_schedule(schedule: str) -> str:
+    """An interval such as ``30m``, ``6h``, ``1d``, or a five-field cron expression."""
+    seconds = interval_seconds(schedule)
+    if seconds is not None:
+        if seconds < 60:
+            raise ValueError("an interval must be at least 1m")
+        return schedule.strip()
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        CronTrigger.from_crontab(schedule)
+    except ValueError as exc:
+        raise ValueError(f"not an interval like 6h nor a cron expression: {exc}") from None
+    return schedule.strip()
+
+
+class _SourceBase(_Section):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+    schedule: str = "6h"
+    enabled: bool = True
+    jitter_seconds: float = Field(default=300.0, ge=0)
+    misfire_grace_seconds: float = Field(default=3600.0, gt=0)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        return check_schedule(value)
+
+
+class WebSource(_SourceBase):
+    type: Literal["web"]
+    urls: list[AnyHttpUrl] = Field(min_length=1)
+    sitemap: AnyHttpUrl | None = None
+    include: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list)
+    max_pages: int = Field(default=500, ge=1)
+    max_depth: int = Field(default=3, ge=0)
+    requests_per_second: float = Field(default=1.0, gt=0)
+    max_body_bytes: ByteSize = ByteSize(5 * 2**20)
+    timeout_seconds: float = Field(default=30.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+
+
+class FeedSource(_SourceBase):
+    type: Literal["feed"]
+    url: AnyHttpUrl
+    use_entry_content: bool = False
+    max_entries: int = Field(default=50, ge=1)
+
+
+GitProtocol = Literal["https", "ssh", "git", "file"]
+
+
+def _default_git_protocols() -> list[GitProtocol]:
+    return ["https", "ssh", "file"]
+
+
+class GitSource(_SourceBase):
+    type: Literal["git"]
+    url: str = Field(min_length=1)
+    branch: str | None = None
+    include: list[str] = Field(default_factory=lambda: ["**/*.py"])
+    exclude: list[str] = Field(default_factory=list)
+    max_file_bytes: ByteSize = ByteSize(2**20)
+    protocols: list[GitProtocol] = Field(default_factory=_default_git_protocols)
+    timeout_seconds: float = Field(default=600.0, gt=0)
+
+
+class YoutubeSource(_SourceBase):
+    type: Literal["youtube"]
+    videos: list[str] = Field(default_factory=list)
+    channels: list[str] = Field(default_factory=list)
+    languages: list[str] = Field(default_factory=lambda: ["en"])
+    translate_to: str | None = None
+    proxy: AnyHttpUrl | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> YoutubeSource:
+        if not self.videos and not self.channels:
+            raise ValueError("give at least one of videos or channels")
+        return self
+
+
+SourceConfig = Annotated[
+    WebSource | FeedSource | GitSource | YoutubeSource, Field(discriminator="type")
+]
+
+
 def _default_folders() -> list[FolderConfig]:
     return [FolderConfig(path=Path.home() / "aicoder-inbox", mode="consume")]
 
@@ -77,6 +185,7 @@ class Settings(BaseSettings):
     feedback: FeedbackConfig = Field(default_factory=FeedbackConfig)
     jobs: JobsConfig = Field(default_factory=JobsConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
+    sources: list[SourceConfig] = Field(default_factory=list)
 
     @classmethod
     def settings_customise_sources(
@@ -100,6 +209,23 @@ class Settings(BaseSettings):
             self.feedback.files = [self.feedback_dir / "user_feedback.jsonl"]
         self.feedback.files = [f.expanduser() for f in self.feedback.files]
         return self
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, sources: list[Any]) -> list[Any]:
+        names = [s.name for s in sources]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique (repeated: {', '.join(dupes)})")
+        return sources
+
+    def source(self, name: str) -> WebSource | FeedSource | GitSource | YoutubeSource | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    @property
+    def sources_dir(self) -> Path:
+        """Per-source persistent working space (git clones, HTTP validators)."""
+        return self.data_dir / "sources"
 
     @property
     def feedback_dir(self) -> Path:

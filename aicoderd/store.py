@@ -94,6 +94,29 @@ MIGRATIONS: list[str] = [
         data TEXT NOT NULL
     );
     """,
+    # 2: network sources — provenance per place, per-source state and run history.
+    """
+    ALTER TABLE locations ADD COLUMN meta TEXT;
+    CREATE TABLE source_state (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL
+    );
+    CREATE TABLE source_runs (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        job_id INTEGER,
+        started REAL NOT NULL,
+        finished REAL,
+        outcome TEXT NOT NULL,
+        added INTEGER NOT NULL DEFAULT 0,
+        updated INTEGER NOT NULL DEFAULT 0,
+        unchanged INTEGER NOT NULL DEFAULT 0,
+        retired INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    CREATE INDEX source_runs_name ON source_runs(name, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -116,6 +139,7 @@ class NewDocument:
     container: str | None = None  # the archive's uri, for archive members
     # Mirror folders: the document previously at this uri is retired when it has no other place.
     retire_replaced: bool = False
+    meta: dict[str, Any] | None = None  # provenance of this place (commit, licence, title…)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -248,11 +272,20 @@ class Store:
             "SELECT document_id FROM locations WHERE source=? AND uri=?", (doc.source, doc.uri)
         ).fetchone()
         db.execute(
-            "INSERT INTO locations (source, uri, document_id, size, mtime_ns, present, container)"
-            " VALUES (?,?,?,?,?,1,?) ON CONFLICT(source, uri) DO UPDATE SET"
+            "INSERT INTO locations (source, uri, document_id, size, mtime_ns, present, container,"
+            " meta) VALUES (?,?,?,?,?,1,?,?) ON CONFLICT(source, uri) DO UPDATE SET"
             " document_id=excluded.document_id, size=excluded.size,"
-            " mtime_ns=excluded.mtime_ns, present=1, container=excluded.container",
-            (doc.source, doc.uri, doc_id, doc.file_size, doc.mtime_ns, doc.container),
+            " mtime_ns=excluded.mtime_ns, present=1, container=excluded.container,"
+            " meta=excluded.meta",
+            (
+                doc.source,
+                doc.uri,
+                doc_id,
+                doc.file_size,
+                doc.mtime_ns,
+                doc.container,
+                None if doc.meta is None else json.dumps(doc.meta),
+            ),
         )
         if (
             doc.retire_replaced

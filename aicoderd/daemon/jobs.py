@@ -55,6 +55,16 @@ register(
 )
 
 
+register(
+    JobKind(
+        "source.fetch",
+        "aicoderd.sources.job:run",
+        heavy=False,
+        description="one run of one configured source (params: source, force)",
+    )
+)
+
+
 def load_plugins(modules: list[str]) -> None:
     """Import modules that register more job kinds (config ``jobs.plugins``)."""
     for name in modules:
