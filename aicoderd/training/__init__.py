@@ -1,0 +1,1 @@
+"""Tokenizer, from-scratch pretraining, feedback finetuning and the evaluation gate."""
