@@ -505,8 +505,9 @@ class DocumentFiles:
     def path_for(self, sha256: str) -> Path:
         return self.root / sha256[:2] / f"{sha256}.txt"
 
-    def put(self, sha256: str, data: bytes) -> bool:
-        """Write the content durably unless it is already there; True if written."""
+    def put(self, sha256: str, data: bytes, *, sync_dir: bool = True) -> bool:
+        """Write the content durably unless it is already there; True if written. With
+        ``sync_dir=False`` the caller fsyncs the shard folder (once for a whole batch)."""
         target = self.path_for(sha256)
         if target.exists():
             return False
@@ -519,7 +520,8 @@ class DocumentFiles:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        fsync_dir(target.parent)
+        if sync_dir:
+            fsync_dir(target.parent)
         return True
 
     def read(self, sha256: str) -> str:

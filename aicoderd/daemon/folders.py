@@ -7,14 +7,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
 from pathlib import Path
 from typing import Any
 
 from aicoderd import log
 from aicoderd.config import FolderConfig, Settings
 from aicoderd.daemon.ingest import Ingestor, Mode, Target
-from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
+from aicoderd.sources.folders import (
+    Candidate,
+    FolderWatch,
+    FsEvent,
+    Watcher,
+    lstat_many,
+    walk,
+)
 from aicoderd.store import Store
 
 logger = log.get(__name__)
@@ -57,7 +63,11 @@ class FolderSet:
                 stuck_after=self.settings.ingest.stuck_after_seconds,
             )
             self.watches.append((folder, watch))
-        self._watcher = Watcher(loop, self._on_event)
+
+        def overflowed() -> None:  # in watchdog's thread
+            loop.call_soon_threadsafe(self._overflowed)
+
+        self._watcher = Watcher(on_overflow=overflowed)
         roots = [(f.path, f.recursive) for f, _ in self.watches if f.path.is_dir()]
         for folder, _ in self.watches:
             if not folder.path.is_dir():  # a mirror folder removed since the config was read
@@ -93,18 +103,33 @@ class FolderSet:
 
     # -- events and scans --------------------------------------------------------------------
 
-    def _on_event(self, raw: str, is_dir: bool) -> None:
-        path = Path(raw)
-        for folder, watch in self.watches:
-            if not watch.accepts(path):
-                continue
-            if is_dir:
-                # A directory moved in or deleted: the walk is the truth.
-                self._rescan_now.set()
-            elif folder.mode == "mirror" and not os.path.lexists(path):
-                asyncio.get_running_loop().create_task(self._retire(folder, [str(path)]))
-            else:
-                watch.touch(path)
+    def _overflowed(self) -> None:
+        logger.warning("folder.events_lost", action="rescanning")
+        self._rescan_now.set()
+
+    def _dispatch(self, events: list[FsEvent]) -> None:
+        """Route a batch of watcher events to the folders' trackers (no system calls here)."""
+        gone: dict[int, list[str]] = {}
+        for event in events:
+            for i, (folder, watch) in enumerate(self.watches):
+                if not watch.accepts(event.path):
+                    continue
+                if event.is_dir:
+                    self._rescan_now.set()  # a directory moved in or out: the walk is the truth
+                elif event.deleted and folder.mode == "mirror":
+                    gone.setdefault(i, []).append(str(event.path))
+                else:
+                    watch.touch(event.path)
+        for i, uris in gone.items():
+            asyncio.get_running_loop().create_task(self._retire(self.watches[i][0], uris))
+
+    async def _tick(self) -> None:
+        if self._watcher is not None:
+            self._dispatch(self._watcher.drain())
+        for _, watch in self.watches:
+            due = watch.due()
+            if due:
+                watch.settle_due(await asyncio.to_thread(lstat_many, due))
 
     async def rescan(self) -> None:
         for folder, watch in self.watches:
@@ -137,8 +162,7 @@ class FolderSet:
                 asyncio.get_running_loop().time() + self.settings.ingest.rescan_interval_seconds
             )
             while True:
-                for _, watch in self.watches:
-                    watch.tick()
+                await self._tick()
                 now = asyncio.get_running_loop().time()
                 if self._rescan_now.is_set() or now >= next_scan:
                     self._rescan_now.clear()
@@ -152,7 +176,7 @@ class FolderSet:
 
     def _tick_interval(self) -> float:
         settles = [w.settle for _, w in self.watches] or [1.0]
-        return max(0.05, min(0.5, min(settles) / 4))
+        return max(0.05, min(0.25, min(settles) / 4))
 
     # -- ingestion ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import os
 import stat
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -56,6 +57,7 @@ class _Work:
     outcome: Outcome
     docs: list[NewDocument] = field(default_factory=list)
     members: set[str] = field(default_factory=set)
+    dirs: set[Path] = field(default_factory=set)  # content folders to fsync before the commit
 
 
 class Ingestor:
@@ -65,9 +67,16 @@ class Ingestor:
         self.store = store
         self.files = files
         self.limits = limits
+        # Reading, extracting and fsyncing files is I/O-bound: a few threads overlap the waits.
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ingest")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
 
     def run(self, targets: list[Target]) -> list[Outcome]:
-        work = [self._prepare(t) for t in targets]
+        work = list(self._pool.map(self._prepare, targets))
+        dirs = {d for w in work for d in w.dirs}
+        list(self._pool.map(fsync_dir, dirs))  # durable before the commit that depends on it
         docs = [d for w in work for d in w.docs]
         results = iter(self.store.record_documents(docs))
         for w in work:
@@ -140,7 +149,8 @@ class Ingestor:
         is_archive = len(extracted) != 1 or extracted[0].name != uri
         for item in extracted:
             sha, data = self.files.digest(item.text)
-            self.files.put(sha, data)
+            if self.files.put(sha, data, sync_dir=False):
+                work.dirs.add(self.files.path_for(sha).parent)
             member = is_archive
             work.members.add(item.name)
             work.docs.append(

@@ -218,6 +218,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
+        self.ingestor.close()
         with contextlib.suppress(OSError):
             self.settings.socket.unlink()
         self.store.add_event("daemon.stopped", {})

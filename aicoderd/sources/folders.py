@@ -7,16 +7,28 @@ its size and mtime have not changed for the settle period; processing is someone
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
@@ -62,15 +74,32 @@ def walk(root: Path, *, recursive: bool, extra_junk: tuple[str, ...] = ()) -> It
 
 @dataclass
 class _Tracked:
-    size: int
+    size: int  # -1: not looked at yet
     mtime_ns: int
     due: float
     first_seen: float
 
 
+def lstat_many(paths: list[Path]) -> dict[Path, os.stat_result | None]:
+    """One ``lstat`` per path (None when gone); run in a worker thread, off the event loop."""
+    out: dict[Path, os.stat_result | None] = {}
+    for path in paths:
+        try:
+            out[path] = path.lstat()
+        except OSError:
+            out[path] = None
+    return out
+
+
 @dataclass
 class FolderWatch:
-    """Stability tracking for one folder. All methods run on the event loop thread."""
+    """Stability tracking for one folder.
+
+    State lives on one thread (the event loop); the system calls it needs are made by the
+    caller, in a worker thread, between :meth:`due` and :meth:`settle` — a burst of events must
+    not stall the API. An event only (re)starts a file's timer; the size and mtime are compared
+    when the timer runs out.
+    """
 
     root: Path
     recursive: bool
@@ -104,19 +133,12 @@ class FolderWatch:
         if path in self.in_flight:
             self.dirty.add(path)
             return
-        try:
-            st = path.lstat()
-        except FileNotFoundError:
-            self.tracked.pop(path, None)
-            return
-        except OSError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            return
         now = time.monotonic()
-        prev = self.tracked.get(path)
-        first = prev.first_seen if prev else now
-        self.tracked[path] = _Tracked(st.st_size, st.st_mtime_ns, now + self.settle, first)
+        t = self.tracked.get(path)
+        if t is None:
+            self.tracked[path] = _Tracked(-1, -1, now, now)  # looked at on the next tick
+        elif t.size >= 0:
+            t.due = now + self.settle
 
     def add_scanned(self, found: list[Candidate]) -> None:
         """Results of a full walk: files not yet known start their settle timer."""
@@ -126,16 +148,19 @@ class FolderWatch:
                 continue
             self.tracked[cand.path] = _Tracked(cand.size, cand.mtime_ns, now + self.settle, now)
 
-    def tick(self) -> None:
+    def due(self) -> list[Path]:
+        now = time.monotonic()
+        return [path for path, t in self.tracked.items() if t.due <= now]
+
+    def settle_due(self, stats: dict[Path, os.stat_result | None]) -> None:
         """Hand on the files whose size and mtime held still for the settle period."""
         now = time.monotonic()
         ready: list[Candidate] = []
-        for path, t in list(self.tracked.items()):
-            if t.due > now:
-                continue
-            try:
-                st = path.lstat()
-            except OSError:
+        for path, st in stats.items():
+            t = self.tracked.get(path)
+            if t is None or t.due > now:
+                continue  # handed on already, or an event restarted its timer meanwhile
+            if st is None or stat.S_ISDIR(st.st_mode):
                 del self.tracked[path]
                 continue
             if (st.st_size, st.st_mtime_ns) != (t.size, t.mtime_ns):
@@ -149,6 +174,10 @@ class FolderWatch:
             ready.append(Candidate(self.root, path, st.st_size, st.st_mtime_ns))
         if ready:
             self.on_ready(ready)
+
+    def tick(self) -> None:
+        """:meth:`due` and :meth:`settle_due` in one call, with the system calls inline."""
+        self.settle_due(lstat_many(self.due()))
 
     def done(self, path: Path) -> None:
         """Processing of ``path`` finished; a change seen meanwhile makes it a candidate again."""
@@ -166,29 +195,75 @@ class FolderWatch:
             )
 
 
+@dataclass(frozen=True)
+class FsEvent:
+    path: Path
+    is_dir: bool
+    deleted: bool
+
+
+# Only the events that can change what we ingest: fewer inotify events per file means fewer
+# queue overflows in a burst (opened / closed-no-write are never asked for).
+_EVENT_TYPES: list[type[FileSystemEvent]] = [
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileClosedEvent,
+    FileDeletedEvent,
+    DirCreatedEvent,
+    DirMovedEvent,
+    DirDeletedEvent,
+]
+
+
 class _Handler(FileSystemEventHandler):
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Callable[[str, bool], None]):
-        self._loop = loop
-        self._sink = sink
+    """Collects events in watchdog's thread; the event loop drains them in batches."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[FsEvent] = []
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
-        for raw in (event.src_path, getattr(event, "dest_path", "")):
-            if raw:
-                path = os.fsdecode(raw)
-                self._loop.call_soon_threadsafe(self._sink, path, event.is_directory)
+        deleted = event.event_type == "deleted"
+        with self._lock:
+            for raw in (event.src_path, getattr(event, "dest_path", "")):
+                if raw:
+                    path = Path(os.fsdecode(raw))
+                    # A move's source is gone, like a deletion.
+                    gone = deleted or (event.event_type == "moved" and raw == event.src_path)
+                    self._events.append(FsEvent(path, event.is_directory, gone))
+
+    def drain(self) -> list[FsEvent]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+class _OverflowSignal(logging.Handler):
+    """watchdog reports an inotify queue overflow only in its log; lost events mean a rescan."""
+
+    def __init__(self, callback: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self._callback()
 
 
 class Watcher:
     """One watchdog observer for all folders; falls back to polling when inotify runs out."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sink: Callable[[str, bool], None]):
-        self._loop = loop
-        self._sink = sink
+    def __init__(self, on_overflow: Callable[[], None]) -> None:
+        self._handler = _Handler()
         self._observer: Any = None
+        self._overflow = _OverflowSignal(on_overflow)
+
+    def drain(self) -> list[FsEvent]:
+        return self._handler.drain()
 
     def start(self, roots: list[tuple[Path, bool]]) -> str:
+        logging.getLogger("watchdog").addHandler(self._overflow)
         try:
             self._observer = self._schedule(Observer(), roots)
             return "inotify"
@@ -202,14 +277,16 @@ class Watcher:
             return "polling"
 
     def _schedule(self, observer: Any, roots: list[tuple[Path, bool]]) -> Any:
-        handler = _Handler(self._loop, self._sink)
         for root, recursive in roots:
-            observer.schedule(handler, str(root), recursive=recursive)
+            observer.schedule(
+                self._handler, str(root), recursive=recursive, event_filter=_EVENT_TYPES
+            )
         observer.daemon = True
         observer.start()
         return observer
 
     def stop(self) -> None:
+        logging.getLogger("watchdog").removeHandler(self._overflow)
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=5)

@@ -53,21 +53,36 @@ def test_a_file_is_ready_only_after_it_holds_still(tmp_path: Path) -> None:
     f = tmp_path / "x.py"
     f.write_text("1")
     watch.touch(f)
-    watch.tick()
-    assert ready == []
+    watch.tick()  # first look: size and mtime recorded, the timer starts
+    assert ready == [] and watch.pending == 1
     time.sleep(0.2)
-    f.write_text("12")
+    f.write_text("12")  # a change whose event was lost
     os.utime(f, ns=(time.time_ns(), time.time_ns()))
-    time.sleep(0.2)
+    time.sleep(0.15)
     watch.tick()  # due, but it changed: the timer restarts
     assert ready == []
-    time.sleep(0.35)
+    time.sleep(0.15)
+    watch.touch(f)  # an event pushes the timer on
+    time.sleep(0.2)
+    watch.tick()
+    assert ready == []
+    time.sleep(0.15)
     watch.tick()
     assert [c.path for c in ready] == [f] and ready[0].size == 2
     assert watch.pending == 1  # in flight until done()
     watch.touch(f)  # an event while in flight marks it dirty
     watch.done(f)
     assert f in watch.tracked
+
+
+def test_a_vanished_file_is_dropped(tmp_path: Path) -> None:
+    watch = FolderWatch(tmp_path, True, 0.0, lambda r: None)
+    f = tmp_path / "gone.py"
+    f.write_text("x")
+    watch.touch(f)
+    f.unlink()
+    watch.tick()
+    assert watch.pending == 0
 
 
 def test_files_outside_or_too_deep_are_not_accepted(tmp_path: Path) -> None:
