@@ -144,14 +144,24 @@ class Daemon:
                 self._last_status = time.time()
                 await asyncio.to_thread(self.store.prune_events, self.settings.events.retain)
 
+    def _stored_counts(self) -> dict[str, Any]:
+        """Everything status needs from SQLite, in one worker-thread call."""
+        return {
+            "documents": self.store.document_counts(),
+            "jobs": self.jobs.counts(),
+            "running": [
+                {"id": j["id"], "kind": j["kind"], "progress": j["progress"]}
+                for j in self.jobs.find(protocol.RUNNING)
+            ],
+            "feedback_valid": self.store.feedback_count(),
+            "feedback_invalid": self.store.counter("feedback.invalid"),
+        }
+
     async def status(self) -> dict[str, Any]:
-        counts = await asyncio.to_thread(self.store.document_counts)
+        stored = await asyncio.to_thread(self._stored_counts)
+        counts = stored["documents"]
         by_status = counts["by_status"]
-        job_counts = self.jobs.counts()
-        running = [
-            {"id": j["id"], "kind": j["kind"], "progress": j["progress"]}
-            for j in self.jobs.find(protocol.RUNNING)
-        ]
+        job_counts, running = stored["jobs"], stored["running"]
         folders = self.folders.status()
         return {
             "version": __version__,
@@ -166,8 +176,8 @@ class Daemon:
                 "by_source": counts["by_source"],
             },
             "feedback": {
-                "valid": self.store.feedback_count(),
-                "invalid": self.store.counter("feedback.invalid"),
+                "valid": stored["feedback_valid"],
+                "invalid": stored["feedback_invalid"],
             },
             "jobs": {
                 "queued": job_counts.get(protocol.QUEUED, 0),
