@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aicoderd import log
 from aicoderd.config import FolderConfig, Settings
-from aicoderd.daemon.ingest import Ingestor, Mode, Target
+from aicoderd.daemon.ingest import IngestProcess, Mode, Target
+from aicoderd.sources.extract import ExtractLimits
 from aicoderd.sources.folders import (
     Candidate,
     FolderWatch,
@@ -33,9 +35,18 @@ def source_name(folder: FolderConfig) -> str:
 
 
 class FolderSet:
-    def __init__(self, store: Store, ingestor: Ingestor, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        ingestor: IngestProcess,
+        settings: Settings,
+        limits: Callable[[], ExtractLimits],
+        on_batch: Callable[[], None],
+    ) -> None:
         self.store = store
         self.ingestor = ingestor
+        self.limits = limits
+        self.on_batch = on_batch  # events were written by the ingest process
         self.settings = settings
         self.watches: list[tuple[FolderConfig, FolderWatch]] = []
         self.watcher_kind = "none"
@@ -193,7 +204,8 @@ class FolderSet:
             targets = [Target(source_name(f), f.mode, f.path, c.path) for f, c in items]
             async with self._busy:
                 try:
-                    await asyncio.to_thread(self.ingestor.run, targets)
+                    await self.ingestor.run(targets, self.limits())
+                    self.on_batch()
                 except Exception:
                     logger.exception("ingest.batch_failed", files=len(targets))
                 finally:
@@ -224,7 +236,8 @@ class FolderSet:
             size = self.settings.ingest.batch_size
             for i in range(0, len(targets), size):
                 async with self._busy:
-                    batch = await asyncio.to_thread(self.ingestor.run, targets[i : i + size])
+                    batch = await self.ingestor.run(targets[i : i + size], self.limits())
+                self.on_batch()
                 outcomes += [vars(o) for o in batch]
         finally:
             self.cli_in_flight -= len(targets)

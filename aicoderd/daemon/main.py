@@ -26,7 +26,7 @@ from aicoderd.daemon import jobs as jobsmod
 from aicoderd.daemon import sdnotify
 from aicoderd.daemon.feedback import FeedbackFollower
 from aicoderd.daemon.folders import FolderSet
-from aicoderd.daemon.ingest import Ingestor
+from aicoderd.daemon.ingest import IngestProcess
 from aicoderd.daemon.server import bind_socket, build_app
 from aicoderd.errors import AicoderError, ConfigError
 from aicoderd.sources.extract import ExtractLimits
@@ -70,13 +70,20 @@ class Daemon:
             loop.call_soon_threadsafe(self._event_signal.set)
 
         self.store.on_event = event_stored
+        self.store.add_event("daemon.started", {"version": __version__, "pid": os.getpid()})
         self.files = DocumentFiles(s.documents_dir)
-        self.ingestor = Ingestor(self.store, self.files, extract_limits(s))
+        self.ingestor = IngestProcess(s.state_db, s.documents_dir, s.log_level, s.log_format)
         jobsmod.load_plugins(s.jobs.plugins)
         self.jobs = jobsmod.JobQueue(self.store)
         requeued = self.jobs.requeue_interrupted(s.jobs.max_attempts)
         self.runner = jobsmod.JobRunner(self.jobs, lambda: self.settings)
-        self.folders = FolderSet(self.store, self.ingestor, s)
+        self.folders = FolderSet(
+            self.store,
+            self.ingestor,
+            s,
+            limits=lambda: extract_limits(self.settings),
+            on_batch=self._event_signal.set,
+        )
         self.feedback = FeedbackFollower(self.store, s)
         self._sock = bind_socket(s.socket)
         self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
@@ -90,7 +97,6 @@ class Daemon:
             self._housekeeping(),
             self._watchdog(),
         )
-        self.store.add_event("daemon.started", {"version": __version__, "pid": os.getpid()})
         logger.info(
             "daemon.ready",
             version=__version__,
@@ -204,7 +210,6 @@ class Daemon:
         logsetup.configure(new.log_level, new.log_format)
         jobsmod.load_plugins(new.jobs.plugins)
         self.settings = new
-        self.ingestor.limits = extract_limits(new)
         await self.folders.reconfigure(new)
         self.feedback.reconfigure(new)
         self.store.add_event("config.reloaded", {})
@@ -228,7 +233,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
-        self.ingestor.close()
+        await asyncio.to_thread(self.ingestor.close)
         with contextlib.suppress(OSError):
             self.settings.socket.unlink()
         self.store.add_event("daemon.stopped", {})
