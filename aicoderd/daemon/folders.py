@@ -136,7 +136,10 @@ class FolderSet:
 
     async def _tick(self) -> None:
         if self._watcher is not None:
-            self._dispatch(self._watcher.drain())
+            events = self._watcher.drain()
+            for i in range(0, len(events), 256):
+                self._dispatch(events[i : i + 256])
+                await asyncio.sleep(0)  # let the API answer between slices of a burst
         for _, watch in self.watches:
             due = watch.due()
             if due:

@@ -116,13 +116,13 @@ class FolderWatch:
     def pending(self) -> int:
         return len(self.tracked) + len(self.in_flight)
 
-    def accepts(self, path: Path) -> bool:
-        try:
-            rel = path.relative_to(self.root)
-        except ValueError:
+    def accepts(self, path: Path | str) -> bool:
+        """Inside this folder (at the allowed depth) and no junk name on the way."""
+        text, root = os.fspath(path), os.fspath(self.root)
+        if not text.startswith(root) or text[len(root) : len(root) + 1] != os.sep:
             return False
-        parts = rel.parts
-        if not parts or (not self.recursive and len(parts) > 1):
+        parts = text[len(root) + 1 :].split(os.sep)
+        if not parts[0] or (not self.recursive and len(parts) > 1):
             return False
         return not any(is_junk(p, self.extra_junk) for p in parts)
 
@@ -234,9 +234,10 @@ class _Handler(FileSystemEventHandler):
                     self._events.append(FsEvent(path, event.is_directory, gone))
 
     def drain(self) -> list[FsEvent]:
+        """The events since the last drain, one per path (the last one counts)."""
         with self._lock:
             events, self._events = self._events, []
-        return events
+        return list({e.path: e for e in events}.values())
 
 
 class _OverflowSignal(logging.Handler):

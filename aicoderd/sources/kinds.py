@@ -8,6 +8,7 @@ Adding a language is one line in a table below; nothing else needs to change.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import re
 
 # The kinds a document can have. "archive" is only a routing kind: its members become documents.
@@ -196,7 +197,11 @@ JUNK_PATTERNS = (
 )
 
 
+@functools.lru_cache(maxsize=32)
+def _junk_regex(extra: tuple[str, ...]) -> re.Pattern[str]:
+    # One compiled alternation: a burst of watcher events calls this per path part.
+    return re.compile("|".join(fnmatch.translate(p) for p in JUNK_PATTERNS + extra))
+
+
 def is_junk(name: str, extra: tuple[str, ...] = ()) -> bool:
-    if name.startswith("."):
-        return True
-    return any(fnmatch.fnmatchcase(name, pat) for pat in JUNK_PATTERNS + extra)
+    return name.startswith(".") or _junk_regex(extra).match(name) is not None
