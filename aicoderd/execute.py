@@ -3,9 +3,11 @@ place for timeouts, logging and turning failures into our errors."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from aicoderd import log
 from aicoderd.errors import AicoderError
@@ -26,12 +28,26 @@ def available(program: str) -> bool:
     return shutil.which(program) is not None
 
 
-def run(cmd: Sequence[str], *, timeout: float = 60.0, check: bool = True) -> str:
-    """Run ``cmd``; return its combined output, or raise :class:`CommandError`."""
+def run(
+    cmd: Sequence[str],
+    *,
+    timeout: float = 60.0,
+    check: bool = True,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
+) -> str:
+    """Run ``cmd``; return its combined output, or raise :class:`CommandError`. ``env``
+    changes the inherited environment: a value sets a variable, None removes it."""
     logger.debug("execute", cmd=list(cmd))
     try:
         proc = subprocess.run(
-            list(cmd), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+            list(cmd),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=_environment(env),
+            cwd=cwd,
         )
     except FileNotFoundError:
         raise CommandError(f"{cmd[0]} is not installed", None, "") from None
@@ -45,3 +61,49 @@ def run(cmd: Sequence[str], *, timeout: float = 60.0, check: bool = True) -> str
             f"{' '.join(cmd)} failed (exit {proc.returncode}): {output}", proc.returncode, output
         )
     return output
+
+
+def run_bytes(
+    cmd: Sequence[str],
+    *,
+    input: bytes = b"",
+    timeout: float = 60.0,
+    env: Mapping[str, str | None] | None = None,
+    cwd: Path | None = None,
+) -> bytes:
+    """Run ``cmd`` with ``input`` on its stdin; return its stdout as bytes (for binary output
+    such as ``git cat-file --batch``), or raise :class:`CommandError` with its stderr."""
+    logger.debug("execute", cmd=list(cmd), input_bytes=len(input))
+    try:
+        proc = subprocess.run(
+            list(cmd),
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+            env=_environment(env),
+            cwd=cwd,
+        )
+    except FileNotFoundError:
+        raise CommandError(f"{cmd[0]} is not installed", None, "") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(
+            f"{' '.join(cmd)} did not finish within {timeout:.0f} s", None, ""
+        ) from None
+    if proc.returncode != 0:
+        output = proc.stderr.decode("utf-8", "replace").strip()
+        raise CommandError(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}): {output}", proc.returncode, output
+        )
+    return proc.stdout
+
+
+def _environment(changes: Mapping[str, str | None] | None) -> dict[str, str] | None:
+    if changes is None:
+        return None
+    env = dict(os.environ)
+    for key, value in changes.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env

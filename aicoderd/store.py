@@ -117,6 +117,22 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX source_runs_name ON source_runs(name, id);
     """,
+    # 3: training — evaluation-gate results, one row per evaluation (candidate vs current).
+    """
+    CREATE TABLE model_evals (
+        id INTEGER PRIMARY KEY,
+        time REAL NOT NULL,
+        model TEXT NOT NULL,
+        against TEXT,
+        corpus_snapshot TEXT,
+        metrics TEXT NOT NULL,
+        against_metrics TEXT,
+        tolerance REAL,
+        promoted INTEGER,
+        job_id INTEGER
+    );
+    CREATE INDEX model_evals_model ON model_evals(model, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

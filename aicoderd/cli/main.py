@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd import __version__, paths, protocol
+from aicoderd.cli import sources as sources_cli
 from aicoderd.cli.client import Client
 from aicoderd.errors import AicoderError, ConfigError
 
@@ -64,6 +65,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"jobs: {s['jobs']['queued']} queued, running: {running}")
         for f in s["folders"]:
             print(f"folder {f['path']} ({f['mode']}): {f['pending']} pending")
+        for src in s.get("sources", []):
+            print(f"source {sources_cli.summary(src)}")
 
     _print(args, data, human)
     return protocol.EXIT_OK
@@ -143,6 +146,11 @@ def cmd_events(args: argparse.Namespace) -> int:
     return protocol.EXIT_OK
 
 
+def cmd_sources(args: argparse.Namespace) -> int:
+    """``sources [--json]`` and ``fetch NAME [--wait]`` (aicoderd/cli/sources.py)."""
+    return sources_cli.run(args, _client(args))
+
+
 def cmd_reload(args: argparse.Namespace) -> int:
     data = _client(args).request("POST", "/v1/reload")
     _print(args, data, lambda d: print("configuration reloaded"))
@@ -177,6 +185,91 @@ def cmd_service(args: argparse.Namespace) -> int:
     return protocol.EXIT_OK
 
 
+def cmd_corpus(args: argparse.Namespace) -> int:
+    """Standalone stage command: no daemon. The build module loads numpy and ``datasets``, so
+    it is imported by name here, only when a build runs (the CLI never imports them at start)."""
+    import importlib
+
+    from aicoderd.config import load_config
+    from aicoderd.corpus import snapshot
+
+    as_json = args.json or args.corpus_json
+    settings = load_config(args.config, check_paths=False)
+    if args.action == "build":
+        missing = [p for p in args.input if not os.path.lexists(p)]
+        if missing:
+            print(f"aicoder: no such file: {', '.join(missing)}", file=sys.stderr)
+            return protocol.EXIT_USAGE
+        corpus_cli = importlib.import_module("aicoderd.corpus.cli")
+        manifest = corpus_cli.build(
+            [Path(p) for p in args.input], Path(args.out), settings, full=args.full, quiet=as_json
+        )
+        if manifest is None:
+            manifest = snapshot.read_manifest(Path(args.out))
+            if not as_json:
+                print(f"corpus in {args.out} is up to date")
+    else:
+        root = Path(args.dir) if args.dir else settings.corpus_dir
+        manifest = snapshot.read_manifest(root)
+        if manifest is None:
+            print(f"aicoder: no corpus snapshot in {root}", file=sys.stderr)
+            return protocol.EXIT_FAILED
+        if args.removed:
+            removed = list(snapshot.read_removed(root))
+            if as_json:
+                print(json.dumps(removed, indent=2))
+            else:
+                for r in removed:
+                    print(f"{r['reason']:<28} {r['uri']}  {r['detail'] or ''}")
+            return protocol.EXIT_OK
+    if as_json:
+        print(json.dumps(manifest, indent=2))
+    elif manifest is not None:
+        _print_corpus(manifest)
+    return protocol.EXIT_OK
+
+
+def cmd_training(args: argparse.Namespace) -> int:
+    """Standalone ``train`` / ``finetune`` / ``eval``: torch loads here, by module name, only
+    when one of them runs."""
+    import importlib
+
+    from aicoderd.config import load_config
+
+    settings = load_config(args.config, check_paths=False)
+    args.json = args.json or args.training_json
+    training_cli = importlib.import_module("aicoderd.training.cli")
+    code: int = getattr(training_cli, args.training_action)(args, settings)
+    return code
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Standalone ``export`` / ``deploy`` / ``models`` / ``rollback``: gguf, torch and
+    llama_cpp load inside these modules, imported by name only when a command runs."""
+    import importlib
+
+    from aicoderd.config import load_config
+
+    settings = load_config(args.config, check_paths=False)
+    args.json = args.json or args.stage_json
+    module = importlib.import_module(args.stage_module)
+    code: int = getattr(module, args.stage_action)(args, settings)
+    return code
+
+
+def _print_corpus(m: dict[str, Any]) -> None:
+    print(
+        f"snapshot {m['snapshot']} ({m['created']}): {m['documents']} documents,"
+        f" {m['bytes']} bytes, ~{m['tokens_estimate']} tokens"
+    )
+    for name, split in m["splits"].items():
+        print(f"  {name}: {split['documents']} documents, {split['bytes']} bytes")
+    removed = ", ".join(f"{k} {v}" for k, v in m["removed"].items()) or "none"
+    print(f"removed: {removed}")
+    redactions = ", ".join(f"{k} {v}" for k, v in m["redactions"].items()) or "none"
+    print(f"redactions: {redactions}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aicoder", description="Control aicoderd.")
     p.add_argument("--socket", help="the daemon's socket (default from the config)")
@@ -205,12 +298,76 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--since", type=int, default=0, help="only events after this sequence")
     ev.set_defaults(func=cmd_events)
     sub.add_parser("reload", help="reload the daemon's configuration").set_defaults(func=cmd_reload)
+    sources_cli.add_parsers(sub, cmd_sources)
     sub.add_parser("doctor", help="check the installation").set_defaults(func=cmd_doctor)
+    corpus = sub.add_parser("corpus", help="build or inspect a training corpus (no daemon)")
+    csub = corpus.add_subparsers(dest="action", required=True)
+    cbuild = csub.add_parser("build", help="clean, redact, de-duplicate files into a corpus")
+    cbuild.add_argument("--input", nargs="+", required=True, help="files or folders")
+    cbuild.add_argument("--out", required=True, help="the corpus directory (built incrementally)")
+    cbuild.add_argument("--full", action="store_true", help="forget earlier decisions")
+    cstats = csub.add_parser("stats", help="what the current snapshot holds")
+    cstats.add_argument("dir", nargs="?", help="corpus directory (default: data_dir/corpus)")
+    cstats.add_argument("--removed", action="store_true", help="list every removed document")
+    for p_ in (cbuild, cstats):
+        # --json here too: `aicoder corpus stats --json` reads naturally
+        p_.add_argument("--json", dest="corpus_json", action="store_true", help="print JSON")
+    corpus.set_defaults(func=cmd_corpus)
+    train = sub.add_parser("train", help="train a tokenizer and a model from scratch (no daemon)")
+    train.add_argument("--corpus", required=True, help="corpus directory (aicoder corpus build)")
+    train.add_argument("--out", required=True, help="the model directory")
+    train.add_argument("--preset", choices=["tiny", "small", "base"], help="model size")
+    train.add_argument("--max-steps", type=int, help="optimizer steps (default from config)")
+    train.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    train.set_defaults(func=cmd_training, training_action="train")
+    ft = sub.add_parser("finetune", help="finetune a model on review feedback (no daemon)")
+    ft.add_argument("--base", required=True, help="model directory (or version) to start from")
+    ft.add_argument("--feedback", nargs="+", required=True, help="feedback JSONL files")
+    ft.add_argument("--out", required=True, help="the finetuned model directory")
+    ft.add_argument("--corpus", help="corpus for replay (default: the base model's)")
+    ft.add_argument("--max-steps", type=int, help="finetuning steps (default from config)")
+    ft.set_defaults(func=cmd_training, training_action="finetune")
+    gate = sub.add_parser("eval", help="evaluate a model; with --against, apply the gate")
+    gate.add_argument("model", help="model directory (or version)")
+    gate.add_argument("--against", help="the current model: promote only if not worse")
+    gate.add_argument("--corpus", help="corpus whose eval split is used (default: the model's)")
+    gate.add_argument("--feedback", nargs="+", help="feedback files (default from config)")
+    gate.set_defaults(func=cmd_training, training_action="evaluate")
+    for p_ in (train, ft, gate):
+        p_.add_argument("--json", dest="training_json", action="store_true", help="print JSON")
+    _add_stage_parsers(sub)
     svc = sub.add_parser("service", help="manage the systemd user unit")
     svc.add_argument("action", choices=["install", "uninstall", "status"])
     svc.add_argument("--no-start", action="store_true", help="install: only write the unit")
     svc.set_defaults(func=cmd_service)
     return p
+
+
+def _add_stage_parsers(sub: Any) -> None:
+    ex = sub.add_parser("export", help="convert a model directory to GGUF (no daemon)")
+    ex.add_argument("model_dir", help="an HF model directory (save_pretrained)")
+    ex.add_argument("-o", "--output", required=True, help="the GGUF file to write")
+    ex.add_argument("--type", help="f32 f16 bf16 q8_0 q4_0 … q4_k_m (default from config)")
+    ex.add_argument("--verify", action="store_true", help="check parity with llama.cpp")
+    ex.add_argument("--converter", choices=["builtin", "llamacpp"], default="builtin")
+    ex.add_argument("--model-name", help="general.name (default: the directory's name)")
+    ex.add_argument("--model-version", help="general.version (default: the directory's name)")
+    ex.set_defaults(stage_module="aicoderd.export.cli", stage_action="export")
+    dep = sub.add_parser("deploy", help="import a GGUF (or export a model) into Ollama")
+    dep.add_argument("source", help="a .gguf file, or a model directory to export first")
+    dep.add_argument("--name", help="NAME[:TAG] (default: ollama.model, tagged by version)")
+    dep.add_argument("--quantize", choices=["q8_0", "q4_K_M", "q4_K_S"], help="by Ollama")
+    dep.set_defaults(stage_module="aicoderd.ollama.cli", stage_action="deploy")
+    mod = sub.add_parser("models", help="the deployed versions in Ollama, with metrics")
+    mod.add_argument("--name", help="model name (default: ollama.model)")
+    mod.set_defaults(stage_module="aicoderd.ollama.cli", stage_action="models")
+    rb = sub.add_parser("rollback", help="point <model>:latest back to an earlier version")
+    rb.add_argument("version", nargs="?", help="default: the version before the current")
+    rb.add_argument("--name", help="model name (default: ollama.model)")
+    rb.set_defaults(stage_module="aicoderd.ollama.cli", stage_action="rollback")
+    for p_ in (ex, dep, mod, rb):
+        p_.add_argument("--json", dest="stage_json", action="store_true", help="print JSON")
+        p_.set_defaults(func=cmd_stage)
 
 
 def main(argv: list[str] | None = None) -> int:

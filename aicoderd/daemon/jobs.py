@@ -57,10 +57,76 @@ register(
 
 register(
     JobKind(
+        "corpus.build",
+        "aicoderd.corpus.job:run",
+        heavy=True,
+        description="clean, redact, de-duplicate and split the documents into data_dir/corpus"
+        " (params: full)",
+    )
+)
+
+
+register(
+    JobKind(
         "source.fetch",
         "aicoderd.sources.job:run",
         heavy=False,
         description="one run of one configured source (params: source, force)",
+    )
+)
+
+
+register(
+    JobKind(
+        "train",
+        "aicoderd.training.jobs:run_train",
+        heavy=True,
+        description="train a tokenizer and a model from scratch into data_dir/models/<version>"
+        " (params: corpus, version, preset, max_steps); resumes from its last checkpoint",
+    )
+)
+
+
+register(
+    JobKind(
+        "finetune",
+        "aicoderd.training.jobs:run_finetune",
+        heavy=True,
+        description="finetune a model on review feedback (params: base, feedback, version,"
+        " corpus); skipped when there is no usable feedback",
+    )
+)
+
+
+register(
+    JobKind(
+        "eval",
+        "aicoderd.training.jobs:run_eval",
+        heavy=True,
+        description="evaluation gate: eval loss and feedback margin, against the current model"
+        " (params: model, against, corpus, promote)",
+    )
+)
+
+
+register(
+    JobKind(
+        "export",
+        "aicoderd.export.job:run",
+        heavy=True,
+        description="convert the promoted (or given) model to GGUF in data_dir/exports and check"
+        " parity with llama.cpp (params: model, type)",
+    )
+)
+
+
+register(
+    JobKind(
+        "deploy",
+        "aicoderd.ollama.job:run",
+        heavy=False,
+        description="import the newest verified GGUF (or params.gguf) into Ollama as"
+        " <model>:<version> and move <model>:latest; waits for Ollama (params: gguf, name)",
     )
 )
 

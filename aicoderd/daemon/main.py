@@ -22,11 +22,14 @@ from aiohttp import web
 from aicoderd import __version__, log, protocol
 from aicoderd import log as logsetup
 from aicoderd.config import Settings, load_config
+from aicoderd.corpus import snapshot as corpus_snapshot
 from aicoderd.daemon import jobs as jobsmod
 from aicoderd.daemon import sdnotify
 from aicoderd.daemon.feedback import FeedbackFollower
 from aicoderd.daemon.folders import FolderSet
 from aicoderd.daemon.ingest import IngestProcess
+from aicoderd.daemon.pipeline import CorpusTrigger
+from aicoderd.daemon.scheduler import SourceScheduler
 from aicoderd.daemon.server import bind_socket, build_app
 from aicoderd.errors import AicoderError, ConfigError
 from aicoderd.sources.extract import ExtractLimits
@@ -82,9 +85,14 @@ class Daemon:
             self.ingestor,
             s,
             limits=lambda: extract_limits(self.settings),
-            on_batch=self._event_signal.set,
+            on_batch=self._ingested,
+        )
+        self.corpus_trigger = CorpusTrigger(
+            self.store, self.jobs, lambda: self.settings, self.runner.wake
         )
         self.feedback = FeedbackFollower(self.store, s)
+        self.scheduler = SourceScheduler(self.jobs, self.runner.wake)
+        self.scheduler.start(s)
         self._sock = bind_socket(s.socket)
         self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -94,6 +102,7 @@ class Daemon:
             self.folders.run(),
             self.feedback.run(),
             self.runner.run_forever(),
+            self.corpus_trigger.run(),
             self._housekeeping(),
             self._watchdog(),
         )
@@ -161,7 +170,15 @@ class Daemon:
             ],
             "feedback_valid": self.store.feedback_count(),
             "feedback_invalid": self.store.counter("feedback.invalid"),
+            "corpus": corpus_snapshot.summary(self.settings.corpus_dir),
+            "sources": self.scheduler.read(),
         }
+
+    def _ingested(self) -> None:
+        """An ingest batch ended (its events are in the store): wake event followers, and let
+        the corpus trigger look at the documents now."""
+        self._event_signal.set()
+        self.corpus_trigger.poke()
 
     async def status(self) -> dict[str, Any]:
         stored = await asyncio.to_thread(self._stored_counts)
@@ -191,6 +208,8 @@ class Daemon:
                 "by_state": job_counts,
             },
             "folders": folders,
+            "corpus": stored["corpus"],
+            "sources": self.scheduler.status(stored["sources"]),
         }
 
     async def ingest_paths(self, paths: list[Path]) -> list[dict[str, Any]]:
@@ -212,6 +231,7 @@ class Daemon:
         self.settings = new
         await self.folders.reconfigure(new)
         self.feedback.reconfigure(new)
+        self.scheduler.configure(new)
         self.store.add_event("config.reloaded", {})
         logger.info("config.reloaded")
         return []
@@ -222,6 +242,7 @@ class Daemon:
         sdnotify.notify("STOPPING=1")
         timeout = self.settings.shutdown_timeout_seconds
         await self.folders.stop()
+        self.scheduler.shutdown()
         grace = min(self.settings.jobs.cancel_grace_seconds, timeout / 2)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.runner.stop(grace), timeout / 2)

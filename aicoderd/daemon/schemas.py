@@ -51,6 +51,36 @@ class FolderStatus(_Model):
     pending: int
 
 
+class CorpusStatus(_Model):
+    snapshot: str | None = Field(description="the current snapshot's id; null before the first")
+    documents: int
+    bytes: int
+    tokens_estimate: int
+    removed: dict[str, int] = Field(description="documents removed, by reason")
+    redactions: dict[str, int] = Field(description="secrets replaced, by detector")
+
+
+class SourceStatus(_Model):
+    name: str
+    type: str = Field(description="web | feed | git | youtube")
+    enabled: bool
+    schedule: str = Field(description='an interval ("6h") or a five-field cron expression')
+    last_run: float | None = Field(description="when the last run ended (Unix time)")
+    outcome: str | None = Field(description="succeeded | partial | failed | cancelled")
+    added: int
+    updated: int
+    unchanged: int
+    retired: int
+    failed: int = Field(description="items that could not be fetched in the last run")
+    last_error: str | None
+    next_run: float | None = Field(description="the next scheduled fire (Unix time)")
+    running_job: int | None = Field(description="the source's queued or running fetch job")
+
+
+class SourceList(_Model):
+    sources: list[SourceStatus]
+
+
 class Status(_Model):
     version: str
     uptime_s: float
@@ -60,6 +90,8 @@ class Status(_Model):
     feedback: FeedbackCounts
     jobs: JobCounts
     folders: list[FolderStatus]
+    corpus: CorpusStatus | None = None
+    sources: list[SourceStatus] = Field(default_factory=list)
 
 
 class Document(_Model):

@@ -184,6 +184,16 @@ async def get_metrics(d: Daemon, request: web.Request) -> web.Response:
     )
 
 
+async def get_sources(d: Daemon, request: web.Request) -> web.Response:
+    stored = await asyncio.to_thread(d.scheduler.read)
+    return web.json_response({"sources": d.scheduler.status(stored)})
+
+
+async def post_source_fetch(d: Daemon, request: web.Request) -> web.Response:
+    job = d.scheduler.submit(request.match_info["name"], force=True)
+    return web.json_response(job, status=201)
+
+
 async def get_openapi(d: Daemon, request: web.Request) -> web.Response:
     return web.json_response(openapi())
 
@@ -255,6 +265,20 @@ ROUTES = [
         "Reload and re-validate the configuration",
         schemas.Reloaded,
     ),
+    Route(
+        "GET",
+        "/v1/sources",
+        get_sources,
+        "Scheduled sources and their last runs",
+        schemas.SourceList,
+    ),
+    Route(
+        "POST",
+        "/v1/sources/{name}/fetch",
+        post_source_fetch,
+        "Fetch a source now, enabled or not (409 while one of its fetches is queued or running)",
+        schemas.Job,
+    ),
     Route("GET", "/metrics", get_metrics, "Prometheus metrics", text=True),
     Route("GET", "/openapi.json", get_openapi, "This document"),
 ]
@@ -292,6 +316,10 @@ def openapi() -> dict[str, Any]:
         if "{id}" in r.path:
             op["parameters"] = [
                 {"name": "id", "in": "path", "required": True, "schema": {"type": "integer"}}
+            ]
+        if "{name}" in r.path:
+            op["parameters"] = [
+                {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
             ]
         paths_.setdefault(r.path, {})[r.method.lower()] = op
     return {

@@ -18,13 +18,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from aicoderd import __version__
 from aicoderd.config import FeedSource, GitSource, Settings, WebSource, YoutubeSource
 from aicoderd.store import DocumentFiles, NewDocument, Store
+
+if TYPE_CHECKING:  # fetchers use httpx in the job's process; the daemon reads run records only
+    import httpx
 
 USER_AGENT = f"aicoderd/{__version__}"
 
@@ -90,6 +91,8 @@ class SourceRun:
 
     def http_client(self, **kwargs: Any) -> httpx.Client:
         """An httpx client with our user agent, bounded redirects and timeouts."""
+        import httpx
+
         kwargs.setdefault("timeout", httpx.Timeout(30.0))
         kwargs.setdefault("follow_redirects", True)
         kwargs.setdefault("max_redirects", 5)

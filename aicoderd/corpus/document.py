@@ -1,0 +1,44 @@
+"""One document on its way through the corpus steps."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class Removal:
+    """Why a document left the corpus: ``reason`` is ``<step>.<check>`` (a stable key that
+    manifests count), ``detail`` says what was measured."""
+
+    reason: str
+    detail: str = ""
+    dup_of: str | None = None  # the kept document a duplicate matched
+
+
+@dataclass
+class Doc:
+    doc_id: str  # sha256 of the document text as stored (content address)
+    order: int  # processing order: decisions that depend on earlier documents follow it
+    source: str
+    uri: str
+    kind: str
+    language: str | None
+    text: str | None  # None: a known document whose dedup decision is replayed from the ledger
+    removal: Removal | None = None
+    redactions: Counter[str] = field(default_factory=Counter)
+    split: str = "train"
+    # Dedup fingerprint: 64-bit key of the exact-match hash, and the MinHash signature (None when
+    # the text has too few tokens for one shingle).
+    exact: int | None = None
+    signature: npt.NDArray[np.uint32] | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.removal is None
+
+    def remove(self, reason: str, detail: str = "", dup_of: str | None = None) -> None:
+        self.removal = Removal(reason, detail, dup_of)

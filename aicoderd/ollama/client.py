@@ -1,0 +1,174 @@
+"""A small client for the Ollama endpoints a deploy needs (reference/ollama-api.md §2, §3, §8).
+
+httpx errors are translated here: a server that cannot be reached is
+:class:`OllamaUnavailable` (the deploy job waits and retries), anything else the server says
+is :class:`~aicoderd.errors.OllamaError` with its ``error`` text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+
+from aicoderd.errors import OllamaError
+
+# Connecting and ordinary calls are quick; create may validate and quantize for minutes and
+# must never be abandoned (a dropped stream leaks the server's worker: §3.10).
+TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+CREATE_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0)
+UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
+Status = Callable[[dict[str, Any]], None]
+
+
+class OllamaUnavailable(OllamaError):
+    """Nothing answers at the Ollama address."""
+
+    code = "ollama_unavailable"
+    http_status = 503
+
+
+class CreateIncomplete(OllamaError):
+    """The create stream ended without ``success`` or ``error``: the outcome is unknown."""
+
+    code = "ollama_create_incomplete"
+
+
+def _message(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return resp.text.strip() or resp.reason_phrase
+    return str(body.get("error", body)) if isinstance(body, dict) else str(body)
+
+
+class Client:
+    def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def request(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise OllamaUnavailable(f"Ollama is not reachable at {self.base_url}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise OllamaError(f"{method} {path} failed: {exc}") from exc
+        return resp
+
+    def _json(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.request(method, path, **kw)
+        if resp.status_code >= 400:
+            raise OllamaError(f"{method} {path}: {resp.status_code} {_message(resp)}")
+        return resp.json() if resp.content else {}
+
+    # --- endpoints -------------------------------------------------------------------------
+    def version(self) -> str:
+        return str(self._json("GET", "/api/version")["version"])
+
+    def has_blob(self, digest: str) -> bool:
+        resp = self.request("HEAD", f"/api/blobs/{digest}")
+        if resp.status_code in (200, 404):
+            return resp.status_code == 200
+        raise OllamaError(f"HEAD /api/blobs/{digest}: {resp.status_code}")
+
+    def post_blob(self, digest: str, body: Iterator[bytes], size: int) -> int:
+        """POST raw bytes; returns the status (201 stored, 200 already there). A connection
+        broken mid-body raises :class:`httpx.TransportError` for the caller to re-check."""
+        resp = self._http.post(
+            f"/api/blobs/{digest}",
+            content=body,
+            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            timeout=UPLOAD_TIMEOUT,
+        )
+        if resp.status_code not in (200, 201):
+            raise OllamaError(f"blob upload {digest}: {resp.status_code} {_message(resp)}")
+        return resp.status_code
+
+    def create(self, request: dict[str, Any], on_status: Status | None = None) -> list[str]:
+        """Run ``/api/create`` streaming; returns the status lines. An ``error`` line raises."""
+        statuses: list[str] = []
+        try:
+            with self._http.stream(
+                "POST",
+                "/api/create",
+                json={**request, "stream": True},
+                headers={"Accept": "application/x-ndjson"},
+                timeout=CREATE_TIMEOUT,
+            ) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise OllamaError(f"create {request.get('model')}: {_message(resp)}")
+                for line in resp.iter_lines():
+                    if not line.strip():
+                        continue
+                    msg = json.loads(line)
+                    if msg.get("error"):
+                        raise CreateFailed(str(msg["error"]), statuses)
+                    statuses.append(str(msg.get("status", "")))
+                    if on_status:
+                        on_status(msg)
+                    if msg.get("status") == "success":
+                        return statuses
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise OllamaUnavailable(f"Ollama is not reachable at {self.base_url}: {exc}") from exc
+        except (httpx.HTTPError, ValueError) as exc:
+            raise CreateIncomplete(f"create stream broke: {exc}") from exc
+        raise CreateIncomplete(
+            f"create {request.get('model')}: the stream ended without success"
+            f" (last status {statuses[-1] if statuses else 'none'!r})"
+        )
+
+    def show(self, name: str) -> dict[str, Any] | None:
+        resp = self.request("POST", "/api/show", json={"model": name})
+        if resp.status_code == 404:
+            return None
+        if resp.status_code >= 400:
+            raise OllamaError(f"show {name}: {_message(resp)}")
+        data: dict[str, Any] = resp.json()
+        return data
+
+    def generate(self, name: str, prompt: str, options: dict[str, Any]) -> dict[str, Any]:
+        data: dict[str, Any] = self._json(
+            "POST",
+            "/api/generate",
+            json={"model": name, "prompt": prompt, "stream": False, "options": options},
+            timeout=CREATE_TIMEOUT,
+        )
+        return data
+
+    def unload(self, name: str) -> None:
+        self._json("POST", "/api/generate", json={"model": name, "keep_alive": 0})
+
+    def copy(self, source: str, destination: str) -> None:
+        self._json("POST", "/api/copy", json={"source": source, "destination": destination})
+
+    def delete(self, name: str) -> None:
+        self._json("DELETE", "/api/delete", json={"model": name})
+
+    def tags(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/api/tags").get("models") or [])
+
+    def ps(self) -> list[dict[str, Any]]:
+        return list(self._json("GET", "/api/ps").get("models") or [])
+
+
+class CreateFailed(OllamaError):
+    """An ``error`` line in the create stream; ``statuses`` are the lines before it."""
+
+    code = "ollama_create_failed"
+
+    def __init__(self, message: str, statuses: list[str]) -> None:
+        super().__init__(message)
+        self.statuses = statuses

@@ -1,0 +1,86 @@
+"""Feedback records turned into training examples.
+
+``accepted`` → (prompt, suggestion) is a completion to learn; ``edited`` → (prompt, correction)
+likewise, and its original suggestion is a rejected completion *paired* with the correction;
+``rejected`` → (prompt, suggestion) is a completion to unlearn. A rejected completion whose prompt
+also has a chosen one forms a preference pair (DPO); the others are unpaired (KTO-style).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aicoderd.errors import FeedbackError
+from aicoderd.sources.feedback import parse_line
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    completion: str
+
+
+@dataclass(frozen=True)
+class Pair:
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+@dataclass
+class FeedbackSet:
+    chosen: list[Example] = field(default_factory=list)
+    pairs: list[Pair] = field(default_factory=list)
+    unpaired: list[Example] = field(default_factory=list)  # rejected, no chosen for its prompt
+    invalid: int = 0
+
+    @property
+    def usable(self) -> bool:
+        return bool(self.chosen or self.pairs or self.unpaired)
+
+    @property
+    def rejected(self) -> list[Example]:
+        return [Example(p.prompt, p.rejected) for p in self.pairs] + self.unpaired
+
+
+def read_feedback(files: list[Path]) -> FeedbackSet:
+    """Every valid record of the JSONL ``files`` (missing files read as empty)."""
+    chosen: dict[str, list[str]] = {}
+    rejected: list[Example] = []
+    explicit: list[Pair] = []
+    out = FeedbackSet()
+    for path in files:
+        try:
+            lines = path.read_bytes().splitlines()
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                record = parse_line(line)
+            except FeedbackError:
+                out.invalid += 1
+                continue
+            if record.verdict == "accepted":
+                chosen.setdefault(record.prompt, []).append(record.suggestion)
+            elif record.verdict == "edited" and record.correction:
+                chosen.setdefault(record.prompt, []).append(record.correction)
+                if record.suggestion != record.correction:
+                    explicit.append(Pair(record.prompt, record.correction, record.suggestion))
+            else:
+                rejected.append(Example(record.prompt, record.suggestion))
+    out.chosen = [Example(p, c) for p, cs in chosen.items() for c in cs]
+    out.pairs = list(explicit)
+    for r in rejected:
+        if r.prompt in chosen:
+            out.pairs.append(Pair(r.prompt, chosen[r.prompt][0], r.completion))
+        else:
+            out.unpaired.append(r)
+    return out
+
+
+def no_usable_feedback(files: list[Path]) -> str:
+    """The sentence a job ends ``skipped`` with and the CLI prints (exit status 3)."""
+    return f"no usable feedback in {', '.join(str(f) for f in files) or '(no files)'}"
