@@ -1,10 +1,12 @@
-"""Training throughput of the ``small`` preset on the CPU: our loop against HF ``Trainer``.
+"""Training throughput of a preset (``small`` by default) on the CPU, or on CUDA in bf16: our
+loop against HF ``Trainer``.
 
 Corpus: the installed ``transformers`` package's Python files (real code, local, ~4 MB), as a
 corpus directory in the corpus stage's shape. Three child processes, each measured alone:
 
-- ``peak``: fp32 matmul FLOP/s (2048² GEMMs, best of 3 one-second runs) — the MFU
-  denominator, measured again at the start and end of the other two children, best kept;
+- ``peak``: matmul FLOP/s (fp32 2048² GEMMs on the CPU, bf16 8192² on CUDA; best of 3
+  one-second runs) — the MFU denominator, measured again at the start and end of the other
+  two children, best kept;
 - ``ours``: :func:`aicoderd.training.pretrain.pretrain` (tokenizer, packing, the loop) for
   ``warmup + steps + 1`` steps; tokens/s from the progress hook's clock over the ``steps``
   steady steps (the first steps and the final step, which includes eval, are left out);
@@ -18,6 +20,10 @@ attention's own FLOPs are left out, as in the 6N rule. Peak RSS is each child's 
 VmRSS seen during the training steps.
 
     .venv/bin/python benchmarks/train_throughput.py [--steps 8] [--batch 4] [--context 512]
+        [--preset small] [--device cpu|cuda] [--compile]
+
+On CUDA both runs use bf16 autocast (ours through its runtime, Trainer with ``bf16=True``) and
+the table adds each run's peak GPU memory.
 """
 
 from __future__ import annotations
@@ -57,17 +63,24 @@ def make_corpus(root: Path, max_bytes: int = 4_000_000) -> Path:
     return root
 
 
-def matmul_peak() -> dict[str, Any]:
+def matmul_peak(device: str = "cpu") -> dict[str, Any]:
     import torch
 
-    n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    cuda = device == "cuda"
+    n = 8192 if cuda else 2048
+    dtype = torch.bfloat16 if cuda else torch.float32
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    torch.mm(a, b)
+    sync()
     best = 0.0
     for _ in range(3):
         count, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < 1.0:
             torch.mm(a, b)
             count += 1
+            sync()
         best = max(best, 2 * n**3 * count / (time.perf_counter() - t0))
     return {"flops": best, "threads": torch.get_num_threads()}
 
@@ -76,7 +89,7 @@ def config(args: argparse.Namespace) -> Any:
     from aicoderd.config import TrainingConfig
 
     return TrainingConfig(
-        preset="small",
+        preset=args.preset,
         context_length=args.context,
         batch_size=args.batch,
         max_steps=WARMUP + args.steps + 1,
@@ -84,7 +97,8 @@ def config(args: argparse.Namespace) -> Any:
         eval_every=10_000,
         eval_batches=1,
         checkpoint_every=10_000,
-        device="cpu",
+        device=args.device,
+        compile=args.compile,
     )
 
 
@@ -107,7 +121,7 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
     seconds = stamps[WARMUP + args.steps] - stamps[WARMUP]
     tokens = args.steps * cfg.batch_size * args.context
     result = {"tokens_per_s": tokens / seconds, "parameters": metrics["parameters"], **_rss()}
-    return result | {"loop_rss_mb": max(rss)}
+    return result | {"loop_rss_mb": max(rss), **_gpu_memory(args)}
 
 
 def run_trainer(args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +176,9 @@ def run_trainer(args: argparse.Namespace) -> dict[str, Any]:
         logging_steps=10_000,
         save_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
+        bf16=args.device == "cuda",
+        torch_compile=args.compile,
         dataloader_num_workers=0,
         disable_tqdm=True,
         seed=cfg.seed,
@@ -170,7 +186,20 @@ def run_trainer(args: argparse.Namespace) -> dict[str, Any]:
     Trainer(model=model, args=targs, train_dataset=Blocks(), callbacks=[Clock()]).train()
     seconds = stamps[WARMUP + args.steps] - stamps[WARMUP]
     tokens = args.steps * cfg.batch_size * args.context
-    return {"tokens_per_s": tokens / seconds, **_rss(), "loop_rss_mb": max(rss)}
+    return {
+        "tokens_per_s": tokens / seconds,
+        **_rss(),
+        "loop_rss_mb": max(rss),
+        **_gpu_memory(args),
+    }
+
+
+def _gpu_memory(args: argparse.Namespace) -> dict[str, Any]:
+    if args.device != "cuda":
+        return {}
+    import torch
+
+    return {"gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30}
 
 
 def _current_rss_mb() -> float:
@@ -187,7 +216,9 @@ def _rss() -> dict[str, Any]:
 def child(part: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--part", part, "--corpus", args.corpus, "--work", args.work]
     cmd += ["--steps", str(args.steps), "--batch", str(args.batch), "--context", str(args.context)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    cmd += ["--preset", args.preset, "--device", args.device] + ["--compile"] * args.compile
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"{part} failed:\n{proc.stderr[-3000:]}")
@@ -203,13 +234,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--context", type=int, default=512)
+    p.add_argument("--preset", default="small")
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--compile", action="store_true", help="torch.compile in both runs")
     args = p.parse_args()
     if args.part:
         run = {"peak": lambda: {}, "ours": lambda: run_ours(args)}
         run["trainer"] = lambda: run_trainer(args)
-        before = matmul_peak()
+        before = matmul_peak(args.device)
         result = run[args.part]()
-        after = matmul_peak()
+        after = matmul_peak(args.device)
         peaks = [before["flops"], after["flops"]]
         print(json.dumps({**result, "peaks": peaks, "threads": before["threads"]}))
         return
@@ -226,8 +260,12 @@ def main() -> None:
     # The machine is shared: the peak is the best of six measurements (start and end of each
     # child), so a busy moment does not inflate the MFU.
     flops = max(peak["peaks"] + ours["peaks"] + trainer["peaks"])
-    n = ours["parameters"] - PRESETS["small"].hidden * _vocab(ours)
-    print(f"small preset, CPU fp32, {peak['threads']} threads, batch {args.batch} x {args.context}")
+    n = ours["parameters"] - PRESETS[args.preset].hidden * _vocab(ours, args.preset)
+    where = "CUDA bf16" if args.device == "cuda" else f"CPU fp32, {peak['threads']} threads"
+    if args.device == "cuda":
+        where += f" ({torch.cuda.get_device_name()})"
+    compiled = ", torch.compile" if args.compile else ""
+    print(f"{args.preset} preset, {where}{compiled}, batch {args.batch} x {args.context}")
     low = min(peak["peaks"] + ours["peaks"] + trainer["peaks"])
     print(
         f"torch {torch.__version__}; matmul peak {flops / 1e9:.1f} GFLOP/s (lowest {low / 1e9:.1f})"
@@ -238,17 +276,18 @@ def main() -> None:
         print(
             f"{name:<14} {r['tokens_per_s']:8.0f} tokens/s  MFU {mfu:6.1%}"
             f"  peak RSS {r['peak_rss_mb']:.0f} MB (during the steps {r['loop_rss_mb']:.0f} MB)"
+            + (f"  GPU peak {r['gpu_peak_gb']:.1f} GiB" if "gpu_peak_gb" in r else "")
         )
     print(
         f"ratio ours/Trainer: {ours['tokens_per_s'] / trainer['tokens_per_s']:.2f} (target >= 1.0)"
     )
 
 
-def _vocab(ours: dict[str, Any]) -> int:
+def _vocab(ours: dict[str, Any], preset: str) -> int:
     """The vocabulary the run ended with (BPE may learn fewer merges than asked for)."""
     from aicoderd.training.model import PRESETS, parameter_count
 
-    s = PRESETS["small"]
+    s = PRESETS[preset]
     return s.vocab + (ours["parameters"] - parameter_count(s)) // (2 * s.hidden)
 
 

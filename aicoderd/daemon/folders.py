@@ -58,13 +58,18 @@ class FolderSet:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
+    def make_inboxes(self) -> None:
+        """Create the consume folders (the user's inbox among them); mirrors are never made."""
+        for folder in self.settings.folders:
+            if folder.mode == "consume":
+                folder.path.mkdir(parents=True, exist_ok=True)
+
     async def start(self) -> str:
         loop = asyncio.get_running_loop()
         extra = tuple(self.settings.ingest.ignore_patterns)
         self.watches = []
+        self.make_inboxes()
         for folder in self.settings.folders:
-            if folder.mode == "consume":
-                folder.path.mkdir(parents=True, exist_ok=True)
             watch = FolderWatch(
                 root=folder.path,
                 recursive=folder.recursive,

@@ -28,7 +28,7 @@ from aicoderd.daemon import sdnotify
 from aicoderd.daemon.feedback import FeedbackFollower
 from aicoderd.daemon.folders import FolderSet
 from aicoderd.daemon.ingest import IngestProcess
-from aicoderd.daemon.pipeline import CorpusTrigger
+from aicoderd.daemon.pipeline import CorpusTrigger, ModelPipeline
 from aicoderd.daemon.scheduler import SourceScheduler
 from aicoderd.daemon.server import bind_socket, build_app
 from aicoderd.errors import AicoderError, ConfigError
@@ -90,9 +90,13 @@ class Daemon:
         self.corpus_trigger = CorpusTrigger(
             self.store, self.jobs, lambda: self.settings, self.runner.wake
         )
+        self.pipeline = ModelPipeline(
+            self.store, self.jobs, lambda: self.settings, self.runner.wake
+        )
         self.feedback = FeedbackFollower(self.store, s)
         self.scheduler = SourceScheduler(self.jobs, self.runner.wake)
         self.scheduler.start(s)
+        self.folders.make_inboxes()  # before the socket: a client that sees it finds the inbox
         self._sock = bind_socket(s.socket)
         self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
         await self._runner.setup()
@@ -103,6 +107,7 @@ class Daemon:
             self.feedback.run(),
             self.runner.run_forever(),
             self.corpus_trigger.run(),
+            self.pipeline.run(),
             self._housekeeping(),
             self._watchdog(),
         )
@@ -209,6 +214,7 @@ class Daemon:
             },
             "folders": folders,
             "corpus": stored["corpus"],
+            "pipeline": self.pipeline.view,  # the last look (every few seconds): costs nothing
             "sources": self.scheduler.status(stored["sources"]),
         }
 

@@ -1,28 +1,40 @@
-"""Pipeline policy: which stage job to queue when. Today: ``corpus.build`` once the stored
-documents changed (new ones, or retired ones) and ingestion has been quiet for
-``corpus.debounce_seconds`` — one build for a burst of files, not one per batch.
+"""Pipeline policy: which stage job to queue when, in two parts.
 
-The trigger compares a cheap summary of the document table (how many stored, the newest id)
-rather than listening to one ingest path, so files from folders, ``aicoder ingest``, network
-sources and mirror deletions all count; an ingest batch only makes it look sooner.
+:class:`CorpusTrigger` queues ``corpus.build`` once the stored documents changed (new ones, or
+retired ones) and ingestion has been quiet for ``corpus.debounce_seconds`` — one build for a
+burst of files, not one per batch. It compares a cheap summary of the document table (how many
+stored, the newest id) rather than listening to one ingest path, so files from folders,
+``aicoder ingest``, network sources and mirror deletions all count; an ingest batch only makes
+it look sooner.
+
+:class:`ModelPipeline` continues from the corpus: train, the eval gate, export, deploy, and
+finetune on feedback. It reads the facts (jobs, feedback, the corpus manifest, the current
+model) every few seconds and queues what :func:`aicoderd.daemon.policy.decide` says; the
+decision, and what each stage waits for, is what ``GET /v1/status`` shows under ``pipeline``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from aicoderd import log, protocol
 from aicoderd.config import Settings
 from aicoderd.corpus import snapshot
+from aicoderd.daemon import policy
 from aicoderd.daemon.jobs import JobQueue
+from aicoderd.errors import CorpusError
 from aicoderd.store import Store
+from aicoderd.training import report, versions
 
 logger = log.get(__name__)
 
-CORPUS_JOB = "corpus.build"
+CORPUS_JOB = policy.CORPUS_JOB
 State = tuple[int, int]  # (stored documents, newest stored id)
 
 
@@ -91,3 +103,196 @@ class CorpusTrigger:
     def _building(self) -> bool:
         active = (protocol.QUEUED, protocol.RUNNING)
         return any(j["kind"] == CORPUS_JOB for s in active for j in self.jobs.find(s, limit=1000))
+
+
+ACTIVE = (protocol.QUEUED, protocol.RUNNING)
+FINISHED = tuple(sorted(protocol.FINAL_STATES))
+LINEAGE_MAX = 50  # finetunes of finetunes followed back to the pretrained model
+LINEAGE_KEYS = ("kind", "base", "corpus_snapshot")  # of a model's metrics.json
+
+
+class ModelPipeline:
+    """Queues train, eval, export, deploy and finetune jobs as :mod:`.policy` decides."""
+
+    INTERVAL = 2.0  # seconds between looks; each costs a few indexed queries and small reads
+
+    def __init__(
+        self,
+        store: Store,
+        jobs: JobQueue,
+        settings: Callable[[], Settings],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.settings = settings
+        self.wake = wake  # starts the job runner on a queued job
+        self.view: dict[str, Any] | None = None  # the last look, for GET /v1/status
+        self._said: dict[str, str | None] = {}  # what each stage last logged it waits for
+        self._tokens: dict[str, int | None] = {}  # snapshot id → tokens_estimate (immutable)
+        self._metrics: dict[Path, dict[str, Any]] = {}  # model dir → metrics.json (immutable)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                plan = await asyncio.to_thread(self.check)
+            except Exception:  # a bad look must not end the loop: the next one may succeed
+                logger.exception("pipeline.check_failed")
+            else:
+                if plan.submit:
+                    self.wake()
+            await asyncio.sleep(self.INTERVAL)
+
+    def check(self) -> policy.Plan:
+        """One look: read the facts, queue what the policy says, remember what stages wait for."""
+        settings = self.settings()
+        facts = self.facts(settings)
+        plan = policy.decide(facts, settings.pipeline)
+        queued: dict[str, int] = {}
+        for sub in plan.submit:
+            job = self.jobs.submit(sub.kind, sub.params)
+            queued[sub.kind] = int(job["id"])
+            logger.info("pipeline.queued", kind=sub.kind, job_id=job["id"], reason=sub.reason)
+            self.store.add_event(
+                "pipeline.queued", {"kind": sub.kind, "reason": sub.reason}, job["id"]
+            )
+        for name, stage in plan.stages.items():
+            if self._said.get(name, "") != stage.waiting_for and stage.waiting_for is not None:
+                logger.info("pipeline.waiting", stage=name, waiting_for=stage.waiting_for)
+            self._said[name] = stage.waiting_for
+        self.view = {
+            "current_model": facts.model,
+            "checked": time.time(),
+            **{
+                name: {
+                    "state": stage.state,
+                    "waiting_for": stage.waiting_for,
+                    "job_id": queued.get(name, stage.job_id),
+                }
+                for name, stage in plan.stages.items()
+            },
+        }
+        return plan
+
+    # -- facts -------------------------------------------------------------------------------
+
+    def facts(self, s: Settings) -> policy.Facts:
+        snap, tokens = self._corpus(s.corpus_dir)
+        current = versions.current(s.models_dir)
+        lineage = self._lineage(current) if current is not None else []
+        root = lineage[-1][1] if lineage else {}
+        model_snapshot = root.get("corpus_snapshot") if root.get("kind") == "pretrain" else None
+        model_tokens = None
+        if model_snapshot is not None:
+            known = tokens if model_snapshot == snap else None
+            model_tokens = known if known is not None else self._snapshot_tokens(s, model_snapshot)
+        active, last = self._jobs()
+        return policy.Facts(
+            snapshot=snap,
+            tokens=tokens,
+            model=current.name if current is not None else None,
+            model_snapshot=model_snapshot,
+            model_tokens=model_tokens,
+            new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
+            active=active,
+            last=last,
+        )
+
+    def _corpus(self, corpus_dir: Path) -> tuple[str | None, int]:
+        snap = snapshot.Layout(corpus_dir).current_id()
+        if snap is None:
+            return None, 0
+        if snap not in self._tokens:
+            try:
+                manifest = snapshot.read_manifest(corpus_dir) or {}
+            except CorpusError:
+                manifest = {}
+            if manifest.get("snapshot") != snap:
+                return snap, 0  # published between the two reads: look again next time
+            self._tokens[snap] = int(manifest.get("tokens_estimate", 0))
+        return snap, self._tokens[snap] or 0
+
+    def _snapshot_tokens(self, s: Settings, snap: str) -> int | None:
+        """A past snapshot's size: from its build job's result (kept in state.db when the
+        snapshot itself is cleaned away), else from its manifest if still on disk."""
+        if snap not in self._tokens:
+            with self.store.read() as db:
+                row = db.execute(
+                    "SELECT json_extract(result, '$.tokens_estimate') FROM jobs WHERE kind=?"
+                    " AND state=? AND json_extract(result, '$.snapshot')=? ORDER BY id DESC",
+                    (CORPUS_JOB, protocol.SUCCEEDED, snap),
+                ).fetchone()
+            found = row[0] if row is not None else None
+            if found is None:
+                path = snapshot.Layout(s.corpus_dir).snapshot_dir(snap) / snapshot.MANIFEST
+                with contextlib.suppress(OSError, ValueError):
+                    found = json.loads(path.read_text(encoding="utf-8")).get("tokens_estimate")
+            self._tokens[snap] = None if found is None else int(found)
+        return self._tokens[snap]
+
+    def _lineage(self, model_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+        """The model and the models it was finetuned from, newest first, with their metrics."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        path: Path | None = model_dir
+        while path is not None and len(out) < LINEAGE_MAX:
+            if path not in self._metrics:  # only what the policy reads: histories are long
+                metrics = report.read_metrics(path)
+                self._metrics[path] = {k: metrics.get(k) for k in LINEAGE_KEYS}
+            metrics = self._metrics[path]
+            out.append((path.name, metrics))
+            base = metrics.get("base") if metrics.get("kind") == "finetune" else None
+            path = Path(base).resolve() if base else None
+        return out
+
+    def _new_feedback(self, lineage: list[str]) -> int:
+        """Valid records received since the newest finished finetune that started from (or
+        made) a model of the current lineage; all records when there is none."""
+        since = 0.0
+        with self.store.read() as db:
+            rows = db.execute(
+                "SELECT started, created, params, result FROM jobs WHERE kind='finetune' AND state"
+                f" IN ({','.join('?' * len(FINISHED))}) ORDER BY id DESC LIMIT 200",
+                FINISHED,
+            ).fetchall()
+            for r in rows:
+                base = json.loads(r["params"] or "{}").get("base")
+                made = json.loads(r["result"] or "{}").get("version")
+                if (base and Path(str(base)).name in lineage) or made in lineage:
+                    since = float(r["started"] or r["created"])
+                    break
+            row = db.execute("SELECT COUNT(*) FROM feedback WHERE received > ?", (since,))
+            return int(row.fetchone()[0])
+
+    def _jobs(self) -> tuple[dict[str, policy.Job], dict[str, policy.Job]]:
+        """The queued or running job of each kind the policy cares about, and the newest job
+        the pipeline queued of each stage kind."""
+        kinds = (*policy.STAGES, CORPUS_JOB)
+        marks = ",".join("?" * len(kinds))
+        stages = ",".join("?" * len(policy.STAGES))
+        with self.store.read() as db:
+            active_rows = db.execute(
+                f"SELECT * FROM jobs WHERE state IN (?,?) AND kind IN ({marks}) ORDER BY id",
+                (*ACTIVE, *kinds),
+            ).fetchall()
+            last_rows = db.execute(
+                "SELECT * FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs WHERE kind IN"
+                f" ({stages}) AND json_extract(params, '$.{policy.PIPELINE}') IS NOT NULL"
+                " GROUP BY kind)",
+                policy.STAGES,
+            ).fetchall()
+        active: dict[str, policy.Job] = {}
+        for r in active_rows:
+            active.setdefault(r["kind"], _job(r))  # the oldest: the one that runs first
+        return active, {r["kind"]: _job(r) for r in last_rows}
+
+
+def _job(r: Any) -> policy.Job:
+    result = json.loads(r["result"]) if r["result"] else None
+    return policy.Job(
+        id=int(r["id"]),
+        kind=str(r["kind"]),
+        state=str(r["state"]),
+        params=json.loads(r["params"] or "{}"),
+        result=result if isinstance(result, dict) else None,
+        error=r["error"],
+    )

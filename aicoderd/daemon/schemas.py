@@ -60,6 +60,22 @@ class CorpusStatus(_Model):
     redactions: dict[str, int] = Field(description="secrets replaced, by detector")
 
 
+class PipelineStage(_Model):
+    state: str = Field(description="disabled | waiting | queued | running")
+    waiting_for: str | None = Field(description="what must happen before the stage runs")
+    job_id: int | None = Field(description="the stage's queued or running job")
+
+
+class PipelineStatus(_Model):
+    current_model: str | None = Field(description="the promoted model version (models/current)")
+    checked: float = Field(description="when the pipeline last looked (Unix time)")
+    train: PipelineStage
+    finetune: PipelineStage
+    eval: PipelineStage = Field(description="the gate; it promotes a model that passes")
+    export: PipelineStage
+    deploy: PipelineStage
+
+
 class SourceStatus(_Model):
     name: str
     type: str = Field(description="web | feed | git | youtube")
@@ -91,6 +107,9 @@ class Status(_Model):
     jobs: JobCounts
     folders: list[FolderStatus]
     corpus: CorpusStatus | None = None
+    pipeline: PipelineStatus | None = Field(
+        default=None, description="the unattended chain: what each stage waits for"
+    )
     sources: list[SourceStatus] = Field(default_factory=list)
 
 

@@ -108,7 +108,8 @@ def pretrain(
         sampler.load_state_dict(state["data"])
         _set_rng(state["rng"])
         run = Progress(**state["progress"])
-    trained: torch.nn.Module = torch.compile(model) if cfg.compile else model  # type: ignore[assignment]
+    compiled = cfg.compile if cfg.compile is not None else rt.device.type == "cuda"
+    trained: torch.nn.Module = torch.compile(model) if compiled else model  # type: ignore[assignment]
     if rt.distributed:
         trained = torch.nn.parallel.DistributedDataParallel(trained)
 

@@ -1,0 +1,248 @@
+"""The model pipeline's decisions: which stage job to queue next, and what each stage waits for.
+
+:func:`decide` is a pure function of :class:`Facts`, which the daemon reads afresh on every look
+from state.db (jobs, feedback) and data_dir (the corpus manifest, ``models/current`` and its
+``metrics.json``). So a restarted daemon decides as the old one would have, and nothing is
+queued twice: a kind with a job queued or running is not queued again, and each continuation
+names the job it continues (``params.pipeline.after``), so it happens once per job.
+
+- ``train`` when there is no current model and the corpus snapshot holds
+  ``first_model_min_tokens``, or when the corpus grew since the current model's snapshot by
+  ``retrain_min_new_tokens`` *and* by ``retrain_min_growth`` of that snapshot's tokens; at most
+  one automatic train per snapshot (a failed or refused one waits for the next snapshot).
+- ``finetune`` of the current model once ``finetune_min_feedback`` valid feedback records
+  arrived since the last finetune started from it (for a model no finetune started from: all
+  records, so a retrained model learns the feedback too).
+- ``eval`` — the gate, which promotes on pass — after each train or finetune queued here.
+- ``export`` (always verified) of each model that eval promoted, while it is still current.
+- ``deploy`` of each such export, when ``auto_deploy``.
+
+Jobs submitted by hand keep the model lane busy but never become links of the chain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from aicoderd import protocol
+from aicoderd.config import PipelineConfig
+
+PIPELINE = "pipeline"  # the params key that marks (and explains) a job the pipeline queued
+MODEL_KINDS = ("train", "finetune", "eval")  # one at a time: each changes what "current" is
+STAGES = ("train", "finetune", "eval", "export", "deploy")
+CORPUS_JOB = "corpus.build"
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    kind: str
+    state: str
+    params: dict[str, Any]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def mark(self) -> dict[str, Any]:
+        """What the pipeline noted when it queued this job ({} for a job queued by hand)."""
+        value = self.params.get(PIPELINE)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def out(self) -> dict[str, Any]:
+        return self.result or {}
+
+    @property
+    def succeeded(self) -> bool:
+        return self.state == protocol.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class Facts:
+    snapshot: str | None = None  # the current corpus snapshot
+    tokens: int = 0  # its tokens_estimate
+    model: str | None = None  # the current (promoted) model version
+    model_snapshot: str | None = None  # the corpus snapshot its pretraining read
+    model_tokens: int | None = None  # that snapshot's tokens_estimate; None: unknown (as 0)
+    new_feedback: int = 0  # valid records since the last finetune of the current model
+    active: dict[str, Job] = field(default_factory=dict)  # a queued or running job per kind
+    last: dict[str, Job] = field(default_factory=dict)  # the newest pipeline job per kind
+
+
+@dataclass(frozen=True)
+class Stage:
+    state: str  # disabled | waiting | queued | running
+    waiting_for: str | None = None
+    job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Submit:
+    kind: str
+    params: dict[str, Any]
+    reason: str
+
+
+@dataclass
+class Plan:
+    submit: list[Submit] = field(default_factory=list)
+    stages: dict[str, Stage] = field(default_factory=dict)
+
+    def queue(self, kind: str, params: dict[str, Any], mark: dict[str, Any], why: str) -> None:
+        self.submit.append(Submit(kind, {**params, PIPELINE: {**mark, "reason": why}}, why))
+        self.stages[kind] = Stage(protocol.QUEUED)
+
+    def wait(self, kind: str, why: str, last: Job | None = None) -> None:
+        if last is not None and last.state in (protocol.FAILED, protocol.CANCELLED):
+            why += f" (the last {kind} job, {last.id}, {last.state}"
+            why += f": {last.error})" if last.error else ")"
+        self.stages[kind] = Stage("waiting", why)
+
+
+def decide(f: Facts, cfg: PipelineConfig) -> Plan:
+    """What to queue now, and what each stage waits for."""
+    plan = Plan()
+    for kind in STAGES:
+        job = f.active.get(kind)
+        if job is not None:
+            plan.stages[kind] = Stage(job.state, job_id=job.id)
+    for step in (_evaluate, _export, _deploy, _train, _finetune):
+        step(f, cfg, plan)
+    return plan
+
+
+def _evaluate(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
+    if "eval" in plan.stages:
+        return
+    trained = _newest(f.last.get("train"), f.last.get("finetune"))
+    last = f.last.get("eval")
+    version = trained.out.get("version") if trained is not None else None
+    if trained is None or not version or not _unanswered(trained, last):
+        plan.wait("eval", "a new model from train or finetune", last)
+    else:
+        why = f"{trained.kind} job {trained.id} made model {version}: the gate decides"
+        plan.queue("eval", {"model": version}, {"after": trained.id}, why)
+
+
+def _export(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
+    if "export" in plan.stages:
+        return
+    if not cfg.auto_export:
+        plan.stages["export"] = Stage("disabled", "pipeline.auto_export is false")
+        return
+    gate = f.last.get("eval")
+    last = f.last.get("export")
+    model = gate.params.get("model") if gate is not None else None
+    if gate is None or not gate.out.get("promoted") or not model or not _unanswered(gate, last):
+        plan.wait("export", "a model the evaluation gate promotes", last)
+    elif model != f.model:
+        plan.wait("export", f"a newly promoted model ({model} is no longer current)", last)
+    else:
+        why = f"eval job {gate.id} promoted {model}"
+        plan.queue("export", {"model": model}, {"after": gate.id}, why)
+
+
+def _deploy(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
+    if "deploy" in plan.stages:
+        return
+    if not cfg.auto_deploy:
+        plan.stages["deploy"] = Stage("disabled", "pipeline.auto_deploy is false")
+        return
+    export = f.last.get("export")
+    last = f.last.get("deploy")
+    model = export.params.get("model") if export is not None else None
+    gguf = export.out.get("gguf") if export is not None else None
+    if export is None or not gguf or not _unanswered(export, last):
+        plan.wait("deploy", "a verified export of a promoted model", last)
+    elif model != f.model:
+        plan.wait("deploy", f"a newly promoted model ({model} is no longer current)", last)
+    else:
+        why = f"export job {export.id} wrote and verified {gguf}"
+        plan.queue("deploy", {"gguf": gguf}, {"after": export.id}, why)
+
+
+def _train(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
+    if "train" in plan.stages:
+        return
+    if not cfg.auto_train:
+        plan.stages["train"] = Stage("disabled", "pipeline.auto_train is false")
+        return
+    last = f.last.get("train")
+    if f.snapshot is None:
+        plan.wait("train", "the first corpus snapshot", last)
+        return
+    if f.model is None:
+        need = cfg.first_model_min_tokens
+        if f.tokens < need:
+            plan.wait("train", f"{f.tokens:,} of {need:,} tokens for the first model", last)
+            return
+        why = f"snapshot {f.snapshot} has {f.tokens:,} tokens (first model: {need:,})"
+    else:
+        base = f.model_tokens or 0
+        grown = f.tokens - base
+        need = max(cfg.retrain_min_new_tokens, math.ceil(cfg.retrain_min_growth * base))
+        if grown < need:
+            since = f.model_snapshot or "an unknown snapshot"
+            text = f"{max(grown, 0):,} of {need:,} new tokens since {f.model}'s corpus ({since})"
+            plan.wait("train", text, last)
+            return
+        why = f"the corpus grew by {grown:,} tokens since {f.model}'s (retrain: {need:,})"
+    if last is not None and last.mark.get("snapshot") == f.snapshot:
+        text = f"a corpus snapshot newer than {f.snapshot} (train job {last.id} used it)"
+        plan.wait("train", text, last)
+        return
+    busy = _busy(f, plan, with_corpus=True)
+    if busy:
+        plan.wait("train", f"{busy} to end ({why})", last)
+        return
+    mark = {"snapshot": f.snapshot, "tokens": f.tokens}
+    plan.queue("train", {}, mark, why)
+
+
+def _finetune(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
+    if "finetune" in plan.stages:
+        return
+    if not cfg.auto_finetune:
+        plan.stages["finetune"] = Stage("disabled", "pipeline.auto_finetune is false")
+        return
+    last = f.last.get("finetune")
+    if f.model is None:
+        plan.wait("finetune", "a current model (the first train and its promotion)", last)
+        return
+    need = cfg.finetune_min_feedback
+    if f.new_feedback < need:
+        text = f"{f.new_feedback:,} of {need:,} new feedback records for {f.model}"
+        plan.wait("finetune", text, last)
+        return
+    why = f"{f.new_feedback:,} new feedback records for {f.model} (finetune: {need:,})"
+    busy = _busy(f, plan, with_corpus=False)
+    if busy:
+        plan.wait("finetune", f"{busy} to end ({why})", last)
+        return
+    plan.queue("finetune", {"base": f.model}, {"feedback": f.new_feedback}, why)
+
+
+def _busy(f: Facts, plan: Plan, *, with_corpus: bool) -> str | None:
+    """The job that keeps the model lane busy, described; None when it is free."""
+    for s in plan.submit:
+        if s.kind in MODEL_KINDS:
+            return f"the {s.kind} job queued now"
+    kinds = (*MODEL_KINDS, CORPUS_JOB) if with_corpus else MODEL_KINDS
+    for kind in kinds:
+        job = f.active.get(kind)
+        if job is not None:
+            return f"{kind} job {job.id} ({job.state})"
+    return None
+
+
+def _unanswered(upstream: Job, last: Job | None) -> bool:
+    """``upstream`` succeeded and the pipeline's newest job of the next stage is not its
+    continuation (jobs are never deleted, so this holds across restarts)."""
+    return upstream.succeeded and (last is None or last.mark.get("after") != upstream.id)
+
+
+def _newest(*jobs: Job | None) -> Job | None:
+    present = [j for j in jobs if j is not None]
+    return max(present, key=lambda j: j.id) if present else None

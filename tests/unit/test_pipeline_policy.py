@@ -1,0 +1,248 @@
+"""The model pipeline's policy: thresholds, one job per stage at a time, each continuation once,
+and the same decisions from a fresh daemon (facts read from a real state.db and data_dir)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from aicoderd import protocol
+from aicoderd.config import PipelineConfig, Settings
+from aicoderd.daemon.jobs import JobQueue
+from aicoderd.daemon.pipeline import ModelPipeline
+from aicoderd.daemon.policy import PIPELINE, Facts, Job, decide
+from aicoderd.store import Store
+from aicoderd.training import versions
+
+CFG = PipelineConfig(
+    first_model_min_tokens=1000,
+    retrain_min_new_tokens=1000,
+    retrain_min_growth=0.25,
+    finetune_min_feedback=3,
+)
+
+
+def job(
+    id: int,
+    kind: str,
+    state: str = protocol.SUCCEEDED,
+    result: dict[str, Any] | None = None,
+    **mark: Any,
+) -> Job:
+    params: dict[str, Any] = {PIPELINE: mark} if mark else {}
+    if kind in ("eval", "export") and "model" in mark:
+        params["model"] = mark["model"]
+    return Job(id, kind, state, params, result)
+
+
+def kinds(facts: Facts, cfg: PipelineConfig = CFG) -> list[str]:
+    return [s.kind for s in decide(facts, cfg).submit]
+
+
+def test_first_model_waits_for_enough_tokens() -> None:
+    plan = decide(Facts(snapshot="s1", tokens=600), CFG)
+    assert plan.submit == []
+    assert plan.stages["train"].waiting_for == "600 of 1,000 tokens for the first model"
+    assert plan.stages["finetune"].waiting_for.startswith("a current model")
+    plan = decide(Facts(snapshot="s1", tokens=1500), CFG)
+    [train] = plan.submit
+    assert train.kind == "train" and train.params[PIPELINE]["snapshot"] == "s1"
+    assert plan.stages["train"].state == "queued"
+    assert kinds(Facts(tokens=10**9)) == []  # no snapshot yet
+    assert (
+        kinds(Facts(snapshot="s1", tokens=1500), CFG.model_copy(update={"auto_train": False})) == []
+    )
+
+
+def test_retrain_needs_both_the_token_count_and_the_fraction() -> None:
+    base = {"snapshot": "s3", "model": "v1", "model_snapshot": "s1", "model_tokens": 10_000}
+    plan = decide(Facts(tokens=12_000, **base), CFG)  # +2,000; needs max(1,000, 2,500)
+    assert plan.submit == []
+    assert plan.stages["train"].waiting_for == ("2,000 of 2,500 new tokens since v1's corpus (s1)")
+    assert kinds(Facts(tokens=12_500, **base)) == ["train"]
+    # a model whose corpus is unknown counts as trained on nothing
+    assert kinds(Facts(snapshot="s3", tokens=1200, model="v0")) == ["train"]
+
+
+def test_one_job_per_stage_and_one_train_per_snapshot() -> None:
+    facts = Facts(snapshot="s1", tokens=5000)
+    busy = Facts(snapshot="s1", tokens=5000, active={"train": job(7, "train", "running")})
+    assert kinds(busy) == []
+    assert decide(busy, CFG).stages["train"].job_id == 7
+    tried = job(7, "train", protocol.FAILED, snapshot="s1")
+    plan = decide(Facts(snapshot="s1", tokens=5000, last={"train": tried}), CFG)
+    assert plan.submit == []
+    assert "newer than s1" in (plan.stages["train"].waiting_for or "")
+    assert "failed" in (plan.stages["train"].waiting_for or "")
+    assert kinds(Facts(snapshot="s2", tokens=5000, last={"train": tried})) == ["train"]
+    # a corpus build in flight: train waits for its snapshot
+    building = Facts(
+        snapshot="s1", tokens=5000, active={"corpus.build": job(9, "corpus.build", "queued")}
+    )
+    assert kinds(building) == []
+    assert kinds(facts) == ["train"]
+
+
+def test_chain_continues_each_job_once() -> None:
+    trained = job(3, "train", result={"version": "v1"}, snapshot="s1")
+    facts = Facts(snapshot="s1", tokens=5000, last={"train": trained})
+    plan = decide(facts, CFG)
+    [ev] = plan.submit  # the gate first; train for s1 is done
+    assert ev.kind == "eval" and ev.params["model"] == "v1" and ev.params[PIPELINE]["after"] == 3
+
+    gate = job(4, "eval", result={"promoted": True}, after=3, model="v1")
+    facts = Facts(snapshot="s1", tokens=5000, model="v1", model_snapshot="s1", model_tokens=5000,
+                  last={"train": trained, "eval": gate})  # fmt: skip
+    [ex] = decide(facts, CFG).submit
+    assert (ex.kind, ex.params["model"], ex.params[PIPELINE]["after"]) == ("export", "v1", 4)
+
+    export = job(5, "export", result={"gguf": "/x/v1-f16.gguf"}, after=4, model="v1")
+    facts = replace(facts, last={"train": trained, "eval": gate, "export": export})
+    [dep] = decide(facts, CFG).submit
+    assert dep.kind == "deploy" and dep.params["gguf"] == "/x/v1-f16.gguf"
+    off = decide(facts, CFG.model_copy(update={"auto_deploy": False}))
+    assert off.submit == [] and off.stages["deploy"].state == "disabled"
+
+    done = job(6, "deploy", after=5)
+    facts = replace(facts, last={**facts.last, "deploy": done})
+    assert kinds(facts) == []
+    # a gate that refused the model: nothing to export
+    refused = job(4, "eval", result={"promoted": False}, after=3, model="v1")
+    assert kinds(replace(facts, last={"train": trained, "eval": refused})) == []
+    # a promoted model that is no longer current is not exported
+    stale = replace(facts, model="v2", last={"train": trained, "eval": gate})
+    assert kinds(stale) == []
+
+
+def test_finetune_on_new_feedback_when_the_model_lane_is_free() -> None:
+    base = {"snapshot": "s1", "tokens": 5000, "model": "v1", "model_snapshot": "s1",
+            "model_tokens": 5000}  # fmt: skip
+    plan = decide(Facts(new_feedback=2, **base), CFG)
+    assert plan.submit == []
+    assert plan.stages["finetune"].waiting_for == "2 of 3 new feedback records for v1"
+    [ft] = decide(Facts(new_feedback=3, **base), CFG).submit
+    assert ft.kind == "finetune" and ft.params["base"] == "v1"
+    evaluating = Facts(new_feedback=3, active={"eval": job(8, "eval", "running")}, **base)
+    plan = decide(evaluating, CFG)
+    assert plan.submit == [] and "eval job 8" in (plan.stages["finetune"].waiting_for or "")
+    # a retrain due at the same time goes first; the finetune follows on the new model
+    assert kinds(Facts(new_feedback=3, **{**base, "tokens": 9000})) == ["train"]
+
+
+# -- facts from a real state.db and data_dir, and a restart ------------------------------------
+
+
+def publish_snapshot(data: Path, snap: str, tokens: int) -> None:
+    d = data / "corpus" / "snapshots" / snap
+    d.mkdir(parents=True)
+    (d / "manifest.json").write_text(json.dumps({"snapshot": snap, "tokens_estimate": tokens}))
+    link = data / "corpus" / "current"
+    link.unlink(missing_ok=True)
+    os.symlink(f"snapshots/{snap}", link)
+
+
+def make_model(data: Path, version: str, metrics: dict[str, Any]) -> Path:
+    d = data / "models" / version
+    d.mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps(metrics))
+    return d
+
+
+def finish(
+    q: JobQueue, job_id: int, result: dict[str, Any], state: str = protocol.SUCCEEDED
+) -> None:
+    q.move(job_id, protocol.RUNNING, started=time.time())
+    q.move(job_id, state, finished=time.time(), result=result)
+
+
+def feedback(store: Store, n: int) -> None:
+    recs = [{"id": str(uuid.uuid4()), "time": "2026-01-01T00:00:00Z", "model": "m",
+             "verdict": "accepted"} for _ in range(n)]  # fmt: skip
+    store.commit_feedback(recs, "fb.jsonl", 0, None, 0)
+
+
+class Daemon:
+    """The pipeline's share of a daemon: opened afresh to stand for a restart."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.store = Store(settings.state_db)
+        self.jobs = JobQueue(self.store)
+        self.pipeline = ModelPipeline(self.store, self.jobs, lambda: settings, lambda: None)
+
+    def look(self) -> list[str]:
+        return [s.kind for s in self.pipeline.check().submit]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, folders=[], pipeline=CFG)
+    d = Daemon(settings)
+    assert d.look() == []
+    assert (
+        d.pipeline.view and d.pipeline.view["train"]["waiting_for"] == "the first corpus snapshot"
+    )
+    publish_snapshot(data, "s1", 4000)
+    assert d.look() == ["train"]
+    assert d.look() == []  # queued: not again
+    d.close()
+    d = Daemon(settings)  # restart
+    assert d.look() == []
+    [train] = d.jobs.find("queued")
+    assert train["params"][PIPELINE]["snapshot"] == "s1"
+    assert d.pipeline.view and d.pipeline.view["train"] == {
+        "state": "queued",
+        "waiting_for": None,
+        "job_id": train["id"],
+    }
+
+    make_model(data, "v1", {"kind": "pretrain", "corpus_snapshot": "s1"})
+    finish(d.jobs, train["id"], {"version": "v1"})
+    assert d.look() == ["eval"]
+    d.close()
+    d = Daemon(settings)
+    assert d.look() == []
+    [ev] = d.jobs.find("queued")
+    versions.promote(data / "models", data / "models" / "v1")
+    finish(d.jobs, ev["id"], {"promoted": True})
+    assert d.look() == ["export"]
+    [ex] = d.jobs.find("queued")
+    finish(d.jobs, ex["id"], {"gguf": str(data / "exports" / "v1-f16.gguf")})
+    assert d.look() == ["deploy"]
+    [dep] = d.jobs.find("queued")
+    finish(d.jobs, dep["id"], {"name": "aicoder:v1"})
+    d.close()
+    d = Daemon(settings)
+    assert d.look() == []
+
+    # feedback: the threshold counts records since the last finetune of the current model
+    feedback(d.store, 2)
+    assert d.look() == []
+    assert d.pipeline.view and "2 of 3" in d.pipeline.view["finetune"]["waiting_for"]
+    feedback(d.store, 1)
+    assert d.look() == ["finetune"]
+    [ft] = d.jobs.find("queued")
+    assert ft["params"]["base"] == "v1"
+    finish(d.jobs, ft["id"], {}, protocol.FAILED)  # a failed finetune is not retried at once
+    d.close()
+    d = Daemon(settings)
+    assert d.look() == []
+    feedback(d.store, 3)
+    assert d.look() == ["finetune"]
+
+    # the corpus grows: the retrain counts from the snapshot v1 was trained on, s1
+    [ft2] = d.jobs.find("queued")
+    finish(d.jobs, ft2["id"], {}, protocol.SKIPPED)
+    publish_snapshot(data, "s2", 4800)
+    assert d.look() == []
+    assert d.pipeline.view and "800 of 1,000 new tokens" in d.pipeline.view["train"]["waiting_for"]
+    publish_snapshot(data, "s3", 5200)
+    assert d.look() == ["train"]
+    d.close()
