@@ -76,8 +76,10 @@ class FakeOllama:
         version: str = "0.32.15",
         architectures: tuple[str, ...] = ("llama", "qwen2"),
         root: Path | None = None,
+        port: int = 0,  # 0: any free port; a fixed one lets a test start "Ollama" late
     ) -> None:
         self.version = version
+        self.port = port
         self.architectures = architectures
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="fake-ollama-")
         self.blobs_dir = (root or Path(self._tmp.name if self._tmp else ".")) / "blobs"
@@ -93,7 +95,7 @@ class FakeOllama:
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeOllama:
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
