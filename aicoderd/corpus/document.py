@@ -35,6 +35,23 @@ class Doc:
     # the text has too few tokens for one shingle).
     exact: int | None = None
     signature: npt.NDArray[np.uint32] | None = None
+    # The UTF-8 encoding of ``text``, made once for the steps that work on bytes; valid while
+    # ``_data_of`` is the very object ``text`` holds (a step that rewrites the text drops it).
+    _data: bytes = field(default=b"", repr=False, compare=False)
+    _data_of: str | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def data(self) -> bytes:
+        """``text`` as UTF-8 (encoded at most once per text)."""
+        text = self.text
+        assert text is not None
+        if self._data_of is not text:
+            self._data, self._data_of = text.encode("utf-8"), text
+        return self._data
+
+    def set_text(self, text: str, data: bytes) -> None:
+        """Replace the text when its UTF-8 encoding is already in hand."""
+        self.text, self._data, self._data_of = text, data, text
 
     @property
     def live(self) -> bool:

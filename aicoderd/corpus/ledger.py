@@ -214,7 +214,7 @@ def _row(d: Doc) -> tuple[object, ...]:
         None if kept else d.removal.detail,  # type: ignore[union-attr]
         None if kept else d.removal.dup_of,  # type: ignore[union-attr]
         d.split if kept else None,
-        None if d.text is None else len(d.text.encode("utf-8")),
+        None if d.text is None else len(d.data),
         json.dumps(dict(sorted(d.redactions.items()))) if d.redactions else None,
         d.exact,
         None if d.signature is None else d.signature.astype("<u4").tobytes(),

@@ -28,6 +28,7 @@ EMPTY = np.uint32(0xFFFFFFFF)
 
 _TOKEN_BYTE = np.zeros(256, np.int8)
 _TOKEN_BYTE[list(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")] = 1
+_TOKEN_TABLE = _TOKEN_BYTE.astype(np.uint8).tobytes()
 _PAD = 32  # zero bytes around the batch, so every 16-byte window read stays inside it
 
 # Fixed odd multipliers (from a seeded generator): changing them changes every signature.
@@ -70,15 +71,31 @@ def _mix(x: U64) -> U64:
     return x
 
 
-def signatures(blobs: list[bytes], num_perm: int, shingle_tokens: int) -> U32:
+def join(blobs: list[bytes]) -> bytes:
+    """The batch as :func:`signatures` reads it: documents joined by NUL, padded."""
+    return bytes(_PAD) + b"\0".join(blobs) + bytes(_PAD)
+
+
+def first_bytes(blobs: list[bytes]) -> npt.NDArray[np.intp]:
+    """Where each document starts in :func:`join`'s buffer, and where the padding starts."""
+    return np.cumsum([_PAD] + [len(b) + 1 for b in blobs])
+
+
+def signatures(
+    blobs: list[bytes], num_perm: int, shingle_tokens: int, raw: bytes | None = None
+) -> U32:
     """One row of ``num_perm`` uint32 per document (UTF-8 bytes); a row of :data:`EMPTY` for
-    a document with fewer tokens than one shingle."""
-    raw = bytes(_PAD) + b"\0".join(blobs) + bytes(_PAD)
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    edges = np.flatnonzero(np.diff(_TOKEN_BYTE[buf])) + 1  # alternately starts and ends
+    a document with fewer tokens than one shingle. ``raw``: ``join(blobs)``, if in hand."""
+    if raw is None:
+        raw = join(blobs)
+    # bytes.translate maps every byte to 0/1 several times faster than a numpy table lookup
+    is_token = np.frombuffer(raw.translate(_TOKEN_TABLE), dtype=np.bool_)
+    edges = np.flatnonzero(is_token[1:] != is_token[:-1]) + 1  # alternately starts and ends
     starts, ends = edges[0::2], edges[1::2]
-    first = np.cumsum([_PAD] + [len(b) + 1 for b in blobs])  # each document's first byte
-    token_doc = np.searchsorted(first, starts, side="right") - 1
+    first = first_bytes(blobs)  # each document's first byte
+    # tokens are in byte order: each document's tokens are one run (no search per token)
+    runs = np.diff(np.searchsorted(starts, first, side="left"), append=len(starts))
+    token_doc = np.repeat(np.arange(len(first), dtype=np.intp), runs)
     with np.errstate(over="ignore"):
         tokens = _token_hashes(raw, starts, ends)
         k = shingle_tokens
@@ -101,12 +118,25 @@ def _token_hashes(raw: bytes, starts: npt.NDArray[np.intp], ends: npt.NDArray[np
     words = np.ndarray(shape=(len(raw) - 7,), dtype="<u8", buffer=raw, strides=(1,))
     length = ends - starts
     c = np.minimum(length, 16)
-    h = (words[starts] & _HEAD0[c]) * _TOKEN_MUL[0]
-    h += (words[starts + 8] & _HEAD1[c]) * _TOKEN_MUL[1]
-    h += (words[ends - 16] & _TAIL0[c]) * _TOKEN_MUL[2]
-    h += (words[ends - 8] & _TAIL1[c]) * _TOKEN_MUL[3]
-    h += length.astype(np.uint64) * _TOKEN_MUL[4]
-    return _mix(h.astype(np.uint64))
+    h = words[starts]
+    h &= _HEAD0[c]
+    h *= _TOKEN_MUL[0]
+    t = words[ends - 8]
+    t &= _TAIL1[c]
+    t *= _TOKEN_MUL[3]
+    h += t
+    t = length.astype(np.uint64)
+    t *= _TOKEN_MUL[4]
+    h += t
+    # The second head word and the first tail word are masked off entirely for tokens of up
+    # to 8 bytes (most): those terms add nothing, so they are computed for longer ones only.
+    long = np.flatnonzero(length > 8)
+    if len(long):
+        s, e, cl = starts[long], ends[long], c[long]
+        part = (words[s + 8] & _HEAD1[cl]) * _TOKEN_MUL[1]
+        part += (words[e - 16] & _TAIL0[cl]) * _TOKEN_MUL[2]
+        h[long] += part
+    return _mix(h)
 
 
 def _densify(sig: U32) -> U32:

@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 import ftfy
+from ftfy.badness import is_bad
 
 from aicoderd.corpus.document import Doc
 from aicoderd.corpus.steps import DocStep, StepStats, register
@@ -37,20 +38,36 @@ _CODE_SAFE = ftfy.TextFixerConfig(
 # non-ASCII characters (or one followed by the space that a lost 0xA0 became), and C1
 # controls only come from such mix-ups; a line with neither has nothing for ftfy to fix, which
 # spares its slow checks on the ordinary accented or CJK text of most non-ASCII lines.
-_MOJIBAKE_HINT = re.compile(r"[^\x00-\x7f](?:[^\x00-\x7f]| )|[\x80-\x9f]")
+# Written to start with one character class (a C1 control is a non-ASCII character), which
+# lets the regex engine skip ASCII text at C speed; as an alternation it tries every position.
+_MOJIBAKE_HINT = re.compile(r"[^\x00-\x7f](?:(?<=[\x80-\x9f])|[^\x00-\x7f]| )")
+
+
+# ftfy changes a line only if its badness heuristic fires, or it holds C1 controls or
+# surrogates: a line with none of them comes back as it was, without ftfy's own overhead.
+_FTFY_WORK = re.compile(r"[\x80-\x9f\ud800-\udfff]")
 
 
 def fix_mojibake(text: str) -> str:
     """Repair mis-decoded text line by line (ftfy works per line anyway)."""
-    lines = text.split("\n")
-    changed = False
-    for i, line in enumerate(lines):
-        if not line.isascii() and _MOJIBAKE_HINT.search(line):
+    parts: list[str] = []
+    done = 0  # text before this offset is in parts
+    at = 0
+    while (hint := _MOJIBAKE_HINT.search(text, at)) is not None:
+        start = text.rfind("\n", 0, hint.start()) + 1
+        end = text.find("\n", hint.end())
+        end = len(text) if end < 0 else end
+        line = text[start:end]
+        if is_bad(line) or _FTFY_WORK.search(line):
             fixed = ftfy.fix_text(line, _CODE_SAFE)
             if fixed != line:
-                lines[i] = fixed
-                changed = True
-    return "\n".join(lines) if changed else text
+                parts += [text[done:start], fixed]
+                done = end
+        at = end + 1
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
 
 
 def normalize(text: str, *, mojibake: bool = True) -> str:

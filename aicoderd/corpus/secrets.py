@@ -156,13 +156,22 @@ def redact_all(texts: list[str], placeholder: str) -> list[tuple[str, Counter[st
     """Each text with every detected secret replaced, and the secrets it had by detector.
     The texts are searched as one joined buffer: one regex pass per pattern for the batch,
     instead of one per pattern and document."""
-    blobs = [t.encode("utf-8") for t in texts]
+    found = redact_blobs([t.encode("utf-8") for t in texts], placeholder.encode())
+    return [
+        (text if blob is None else blob.decode("utf-8"), counts)
+        for text, (blob, counts) in zip(texts, found, strict=True)
+    ]
+
+
+def redact_blobs(blobs: list[bytes], placeholder: bytes) -> list[tuple[bytes | None, Counter[str]]]:
+    """:func:`redact_all` on UTF-8 texts: each redacted text (None where nothing was found)
+    and the secrets it had by detector."""
     starts, at = [], 0
     for blob in blobs:
         starts.append(at)
         at += len(blob) + len(_SEPARATOR)
-    spans: list[list[tuple[int, int]]] = [[] for _ in texts]
-    found: list[Counter[str]] = [Counter() for _ in texts]
+    spans: list[list[tuple[int, int]]] = [[] for _ in blobs]
+    found: list[Counter[str]] = [Counter() for _ in blobs]
     joined = _SEPARATOR.join(blobs)
     lower = b""
     for name, detector in DETECTORS.items():
@@ -183,12 +192,10 @@ def redact_all(texts: list[str], placeholder: str) -> list[tuple[str, Counter[st
                 if not _overlaps(span, spans[i]) and detector.accept(match, secret):
                     spans[i].append(span)
                     found[i][name] += 1
-    out = []
-    for text, blob, where, counts in zip(texts, blobs, spans, found, strict=True):
-        if where:
-            text = _splice(blob, _disjoint(sorted(where)), placeholder.encode()).decode("utf-8")
-        out.append((text, counts))
-    return out
+    return [
+        (_splice(blob, _disjoint(sorted(where)), placeholder) if where else None, counts)
+        for blob, where, counts in zip(blobs, spans, found, strict=True)
+    ]
 
 
 def redact(text: str, placeholder: str = "<SECRET>") -> tuple[str, Counter[str]]:
@@ -225,12 +232,13 @@ class Secrets(Step):
     def run(self, docs: list[Doc], stats: StepStats) -> None:
         if not self.config.redact_secrets:
             return
-        texts = [d.text or "" for d in docs]
-        for doc, (text, found) in zip(
-            docs, redact_all(texts, self.config.secret_placeholder), strict=True
+        placeholder = self.config.secret_placeholder.encode()
+        for doc, (blob, found) in zip(
+            docs, redact_blobs([d.data for d in docs], placeholder), strict=True
         ):
             if found:
-                doc.text = text
+                if blob is not None:
+                    doc.set_text(blob.decode("utf-8"), blob)
                 doc.redactions.update(found)
                 stats.counts["documents_redacted"] += 1
                 for kind, n in found.items():
