@@ -314,6 +314,11 @@ _YOUTUBE_VIDEO_URL = re.compile(
     r"(?:https?://)?(?:(?:www|m|music)\.)?(?:youtu\.be/|youtube(?:-nocookie)?\.com/"
     r"(?:watch\?(?:[^#]*&)?v=|shorts/|embed/|live/|v/))([A-Za-z0-9_-]{11})(?:[?&#/].*)?"
 )
+_YOUTUBE_PLAYLIST_ID = re.compile(r"(?:PL|UU|LL|FL|OL|RD)[A-Za-z0-9_-]{10,64}")
+_YOUTUBE_PLAYLIST_URL = re.compile(
+    r"(?:https?://)?(?:(?:www|m|music)\.)?youtube\.com/(?:playlist\?(?:[^#]*&)?list=|"
+    r"feeds/videos\.xml\?playlist_id=)((?:PL|UU|LL|FL|OL|RD)[A-Za-z0-9_-]{10,64})(?:[&#].*)?"
+)
 _YOUTUBE_CHANNEL_ID = re.compile(r"UC[A-Za-z0-9_-]{22}")
 _YOUTUBE_CHANNEL_URL = re.compile(
     r"(?:https?://)?(?:(?:www|m)\.)?youtube\.com/(?:channel/|feeds/videos\.xml\?channel_id=)"
@@ -321,14 +326,18 @@ _YOUTUBE_CHANNEL_URL = re.compile(
 )
 
 
-def youtube_id(value: str, kind: Literal["video", "channel"]) -> str:
-    """The id in a YouTube video (watch?v=, youtu.be/, shorts/) or channel (/channel/) URL."""
+_YOUTUBE_IDS = {
+    "video": (_YOUTUBE_VIDEO_ID, _YOUTUBE_VIDEO_URL),
+    "channel": (_YOUTUBE_CHANNEL_ID, _YOUTUBE_CHANNEL_URL),
+    "playlist": (_YOUTUBE_PLAYLIST_ID, _YOUTUBE_PLAYLIST_URL),
+}
+
+
+def youtube_id(value: str, kind: Literal["video", "channel", "playlist"]) -> str:
+    """The id in a YouTube video (watch?v=, youtu.be/, shorts/), channel (/channel/) or
+    playlist (playlist?list=) URL, or the bare id."""
     value = value.strip()
-    bare, url = (
-        (_YOUTUBE_VIDEO_ID, _YOUTUBE_VIDEO_URL)
-        if kind == "video"
-        else (_YOUTUBE_CHANNEL_ID, _YOUTUBE_CHANNEL_URL)
-    )
+    bare, url = _YOUTUBE_IDS[kind]
     if bare.fullmatch(value):
         return value
     found = url.fullmatch(value)
@@ -341,6 +350,7 @@ class YoutubeSource(_SourceBase):
     type: Literal["youtube"]
     videos: list[str] = Field(default_factory=list)  # URLs or ids; stored as ids
     channels: list[str] = Field(default_factory=list)  # channel ids (UC...) or /channel/ URLs
+    playlists: list[str] = Field(default_factory=list)  # playlist ids (PL...) or playlist URLs
     languages: list[str] = Field(default_factory=lambda: ["en"], min_length=1)
     translate_to: str | None = None
     proxy: AnyHttpUrl | None = None
@@ -359,10 +369,15 @@ class YoutubeSource(_SourceBase):
     def _channel_ids(cls, values: list[str]) -> list[str]:
         return [youtube_id(v, "channel") for v in values]
 
+    @field_validator("playlists")
+    @classmethod
+    def _playlist_ids(cls, values: list[str]) -> list[str]:
+        return [youtube_id(v, "playlist") for v in values]
+
     @model_validator(mode="after")
     def _something(self) -> YoutubeSource:
-        if not self.videos and not self.channels:
-            raise ValueError("give at least one of videos or channels")
+        if not self.videos and not self.channels and not self.playlists:
+            raise ValueError("give at least one of videos, channels or playlists")
         return self
 
 

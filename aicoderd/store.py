@@ -232,14 +232,21 @@ class Store:
             ).fetchone()
             return row
 
-    def record_documents(self, docs: list[NewDocument]) -> list[tuple[int, bool]]:
+    def record_documents(
+        self,
+        docs: list[NewDocument],
+        then: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[tuple[int, bool]]:
         """Insert or touch documents in one transaction; returns (id, created) per entry.
-        The same content under another name adds a location, not a document."""
+        The same content under another name adds a location, not a document. ``then`` runs
+        in the same transaction after them (a source saves its state with its documents)."""
         now = time.time()
         out = []
         with self.write() as db:
             for doc in docs:
                 out.append(self._record_one(db, doc, now))
+            if then is not None:
+                then(db)
         return out
 
     def _record_one(self, db: sqlite3.Connection, doc: NewDocument, now: float) -> tuple[int, bool]:

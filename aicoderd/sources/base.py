@@ -8,26 +8,47 @@ runs (ETags, the last commit, seen feed entries) in ``run.state``, a JSON-able d
 the run ends. Whatever was present after the previous run and was neither put nor kept this
 time is retired by ``run.finish`` — unless the fetcher says the run was partial
 (``run.complete = False``, e.g. a crawl cut at ``max_pages`` or a failed listing).
+
+Puts are stored in batches (:data:`BATCH_DOCUMENTS` documents or :data:`BATCH_SECONDS`, and at
+the end of the run), as folder ingestion does: each text file is written and fsynced when put,
+its folder is fsynced once per batch, and one SQLite transaction records the batch's documents
+*and* the run's state as it is at that moment. So the state saved never runs ahead of the
+documents: an ETag is committed with the document its page became, and a crash between batches
+leaves the previous batches whole (counted, listed) and the current one not recorded at all
+(its files are unreferenced content, re-used by content address next time). A fetcher must
+therefore change ``run.state`` for a document *before* (or with) its ``put`` only in ways that
+the document makes true, and keep anything that declares the run done (the git source's last
+commit) for the end of the run: ``finish`` commits the last batch and retires, and only then
+is the final state saved.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicoderd import __version__
 from aicoderd.config import FeedSource, GitSource, Settings, WebSource, YoutubeSource
+from aicoderd.fsutil import fsync_dir
 from aicoderd.store import DocumentFiles, NewDocument, Store
 
 if TYPE_CHECKING:  # fetchers use httpx in the job's process; the daemon reads run records only
     import httpx
 
 USER_AGENT = f"aicoderd/{__version__}"
+
+# A batch of puts is committed when it holds this many documents or is this old (checked at
+# each put, keep and fail), and at the end of the run.
+BATCH_DOCUMENTS = 256
+BATCH_SECONDS = 2.0
+WRITER_THREADS = 4  # text files written and fsynced beside the fetcher (the waits overlap)
 
 # source type → "module:function" of its fetcher
 FETCHERS: dict[str, str] = {
@@ -68,7 +89,14 @@ class SourceRun:
     complete: bool = True
     counts: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    batch_documents: int = BATCH_DOCUMENTS
+    batch_seconds: float = BATCH_SECONDS
     _seen: set[str] = field(default_factory=set)
+    # The batch not yet committed: uri → (document, outcome it will be counted as).
+    _pending: dict[str, tuple[NewDocument, str]] = field(default_factory=dict)
+    _writes: list[tuple[Future[bool], Path]] = field(default_factory=list)  # (written?, folder)
+    _batch_started: float | None = None
+    _writer: ThreadPoolExecutor | None = None
 
     @property
     def name(self) -> str:
@@ -100,61 +128,127 @@ class SourceRun:
         return httpx.Client(headers=headers, **kwargs)
 
     def put(self, doc: FetchedDocument) -> str:
-        """Store one document; returns "added", "updated" or "unchanged"."""
+        """Store one document with the current batch; returns the outcome it is counted as
+        when the batch commits: "added", "updated" or "unchanged"."""
         self._seen.add(doc.uri)
         sha, data = self.files.digest(doc.text)
-        previous = self.store.location(self.key, doc.uri)
-        self.files.put(sha, data)
-        self.store.record_documents(
-            [
-                NewDocument(
-                    source=self.key,
-                    uri=doc.uri,
-                    kind=doc.kind,
-                    language=doc.language,
-                    size=len(data),
-                    sha256=sha,
-                    status="stored",
-                    meta=doc.meta or None,
-                    retire_replaced=True,
-                )
-            ]
-        )
-        if previous is None or previous["present"] == 0:
-            outcome = "added"
-        elif previous["document_id"] is not None and self._sha_of(previous["document_id"]) == sha:
-            outcome = "unchanged"
+        outcome = self._outcome(doc.uri, sha)
+        if WRITER_THREADS and self._writer is None:
+            self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
+        if self._writer is not None:
+            written = self._writer.submit(self.files.put, sha, data, sync_dir=False)
         else:
-            outcome = "updated"
-        self.counts[outcome] += 1
+            written = Future()
+            written.set_result(self.files.put(sha, data, sync_dir=False))
+        self._writes.append((written, self.files.path_for(sha).parent))
+        self._pending[doc.uri] = (
+            NewDocument(
+                source=self.key,
+                uri=doc.uri,
+                kind=doc.kind,
+                language=doc.language,
+                size=len(data),
+                sha256=sha,
+                status="stored",
+                meta=doc.meta or None,
+                retire_replaced=True,
+            ),
+            outcome,
+        )
+        if self._batch_started is None:
+            self._batch_started = time.monotonic()
+        self._maybe_flush()
         return outcome
 
     def keep(self, uri: str) -> None:
         """``uri`` is still there and unchanged (e.g. a 304): not retired, counted unchanged."""
         self._seen.add(uri)
         self.counts["unchanged"] += 1
+        self._maybe_flush()
 
     def fail(self, uri: str, reason: str, message: str) -> None:
         """One item could not be fetched; the run goes on. A failed item is not retired."""
         self._seen.add(uri)
         self.counts["failed"] += 1
         self.errors.append(f"{uri}: {reason}: {message}")
+        self._maybe_flush()
+
+    def is_stored(self, uri: str) -> bool:
+        """``uri`` has a present document: from an earlier run, or put in this one."""
+        if uri in self._pending:
+            return True
+        row = self.store.location(self.key, uri)
+        return row is not None and bool(row["present"])
 
     def retire(self, uris: Iterable[str]) -> None:
         uris = list(uris)
         if uris:
             self.counts["retired"] += self.store.retire_locations(self.key, uris)
 
+    def flush(self, *, with_state: bool = True) -> None:
+        """Commit the pending puts: their content folders fsynced, then one transaction with
+        the documents and (``with_state``) the run's state. Counts move only once committed."""
+        if not self._pending and not with_state:
+            return
+        # Every file durable, then its folder, before the rows that name them are committed.
+        dirs = {directory for written, directory in self._writes if written.result()}
+        if self._writer is not None:
+            list(self._writer.map(fsync_dir, dirs))  # the waits overlap
+        else:
+            for directory in dirs:
+                fsync_dir(directory)
+        pending = list(self._pending.values())
+        state = json.dumps(self.state) if with_state else None
+
+        def then(db: sqlite3.Connection) -> None:
+            if state is not None:
+                _save_state(db, self.name, state)
+
+        self.store.record_documents([doc for doc, _ in pending], then=then)
+        self._pending.clear()
+        self._writes.clear()
+        self._batch_started = None
+        self.counts.update(outcome for _, outcome in pending)
+
     def finish(self) -> None:
-        """Retire what the previous run had and this one did not see (complete runs only)."""
+        """Commit the last batch; retire what the previous run had and this one did not see
+        (complete runs only); then save the final state, so that what declares the run done
+        (a git source's last commit) is recorded only after everything it implies."""
+        self.flush(with_state=False)
         if self.complete and not self.cancelled:
             present = self.store.file_locations(self.key)
             self.retire(uri for uri in present if uri not in self._seen)
+        self.flush()
+        self.close()
 
-    def _sha_of(self, document_id: int) -> str | None:
+    def close(self) -> None:
+        """Stop the file writer threads (a later put starts them again)."""
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    def _maybe_flush(self) -> None:
+        if self._batch_started is None:
+            return
+        if (
+            len(self._pending) >= self.batch_documents
+            or time.monotonic() - self._batch_started >= self.batch_seconds
+        ):
+            self.flush()
+
+    def _outcome(self, uri: str, sha: str) -> str:
+        """What a put of ``sha`` at ``uri`` does to the committed store."""
         with self.store.read() as db:
-            row = db.execute("SELECT sha256 FROM documents WHERE id=?", (document_id,)).fetchone()
-        return None if row is None else str(row["sha256"])
+            row = db.execute(
+                "SELECT l.present, l.document_id, d.sha256 FROM locations l LEFT JOIN documents d"
+                " ON d.id = l.document_id WHERE l.source=? AND l.uri=?",
+                (self.key, uri),
+            ).fetchone()
+        if row is None or row["present"] == 0:
+            return "added"
+        if row["document_id"] is not None and row["sha256"] == sha:
+            return "unchanged"
+        return "updated"
 
 
 def load_state(store: Store, name: str) -> dict[str, Any]:
@@ -165,11 +259,15 @@ def load_state(store: Store, name: str) -> dict[str, Any]:
 
 def save_state(store: Store, name: str, state: dict[str, Any]) -> None:
     with store.write() as db:
-        db.execute(
-            "INSERT INTO source_state (name, state) VALUES (?, ?) ON CONFLICT(name)"
-            " DO UPDATE SET state=excluded.state",
-            (name, json.dumps(state)),
-        )
+        _save_state(db, name, json.dumps(state))
+
+
+def _save_state(db: sqlite3.Connection, name: str, state: str) -> None:
+    db.execute(
+        "INSERT INTO source_state (name, state) VALUES (?, ?) ON CONFLICT(name)"
+        " DO UPDATE SET state=excluded.state",
+        (name, state),
+    )
 
 
 def record_run(

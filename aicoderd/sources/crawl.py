@@ -210,7 +210,7 @@ class Crawler:
     def _unchanged(self, task: Task) -> None:
         known = self.pages.get(task.url, {})
         doc = known.get("doc")
-        if doc is not None and not self._still_stored(doc):
+        if doc is not None and not self.run.is_stored(doc):
             # We hold validators for a document the store no longer has: fetch it in full.
             self.pages.pop(task.url, None)
             self._frontier.appendleft(task)
@@ -220,10 +220,6 @@ class Crawler:
             self.run.keep(doc)
         self.outcomes[task.url] = (download.NOT_MODIFIED, doc)
         self._follow_links(task, known.get("links", []))
-
-    def _still_stored(self, doc: str) -> bool:
-        row = self.run.store.location(self.run.key, doc)
-        return row is not None and bool(row["present"])
 
     def _document_uri(self, fetched: Fetched, page: pagetext.Page) -> str:
         """The final URL, or the page's rel=canonical when it stays on the same site."""

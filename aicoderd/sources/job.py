@@ -8,7 +8,7 @@ from typing import Any
 
 from aicoderd.errors import JobSkipped, SourceError
 from aicoderd.jobctx import JobContext
-from aicoderd.sources.base import FETCHERS, SourceRun, load_state, record_run, save_state
+from aicoderd.sources.base import FETCHERS, SourceRun, load_state, record_run
 from aicoderd.store import DocumentFiles, Store
 
 
@@ -31,17 +31,26 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         is_cancelled=lambda: ctx.cancelled,
     )
     module, _, func = FETCHERS[config.type].partition(":")
+    fetched = False
     try:
         getattr(importlib.import_module(module), func)(src)
-        src.finish()
+        fetched = True
+        src.finish()  # the last batch, retirements, then the final state
     except Exception as exc:
-        record_run(store, name, ctx.job_id, started, "failed", src.counts, str(exc))
-        save_state(store, name, src.state)
+        failure = str(exc)
+        if not fetched:
+            # The fetcher stopped half-way: what it put is stored, with the state that goes
+            # with it (a fetcher records "done", e.g. git's last commit, only at its end).
+            try:
+                src.flush()
+            except Exception as flush_exc:
+                failure += f"; and the last batch could not be stored: {flush_exc}"
+        src.close()
+        record_run(store, name, ctx.job_id, started, "failed", src.counts, failure)
         store.close()
         raise
     outcome = "cancelled" if ctx.cancelled else "partial" if src.errors else "succeeded"
     error = "; ".join(src.errors[:5]) or None
-    save_state(store, name, src.state)
     record_run(store, name, ctx.job_id, started, outcome, src.counts, error)
     store.close()
     return {"source": name, "outcome": outcome, **dict(src.counts), "errors": src.errors[:20]}

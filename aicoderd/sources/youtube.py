@@ -1,4 +1,5 @@
-"""Source type ``youtube``: the transcripts of listed videos and of the videos of channels.
+"""Source type ``youtube``: the transcripts of listed videos and of the videos of channels
+and playlists.
 
 Transcripts come from youtube-transcript-api 1.x on a ``requests.Session`` made here (timeouts,
 the configured proxy) and injectable, which is how the tests point it at a loopback server.
@@ -10,8 +11,13 @@ A video stored once is kept, not fetched again (``run.state["videos"]``). A vide
 usable transcript is recorded with its reason and asked again only after
 ``retry_failed_seconds``. When YouTube blocks us (HTTP 429, ``RequestBlocked``) the run stops,
 retires nothing, and the whole source waits ``blocked_backoff_seconds`` (doubled per block in a
-row) before it asks YouTube anything again. Channel feeds list only the newest videos, so the
-ids of a channel are remembered: a video that leaves the feed keeps its document.
+row) before it asks YouTube anything again. Channel and playlist feeds list only the newest
+videos, so the ids of each feed are remembered: a video that leaves the feed keeps its document.
+
+With ``proxy`` every request goes through it: the library's (``requests``) and the channel
+feeds' (httpx), HTTPS as ``CONNECT`` tunnels. Behind a TLS-inspecting proxy, its CA is trusted
+through the standard variables each client reads, ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE``
+(the daemon test runs the whole source that way, against a loopback proxy and fake).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from aicoderd.sources.feeds import video_ids_from_feed
 
 WATCH_URL = "https://www.youtube.com/watch?v={}"
 FEED_URL = "https://www.youtube.com/feeds/videos.xml?channel_id={}"
+PLAYLIST_FEED_URL = "https://www.youtube.com/feeds/videos.xml?playlist_id={}"
 MAX_BACKOFF_SECONDS = 7 * 86400.0
 MAX_REMEMBERED_PER_CHANNEL = 1000  # a channel's ids kept in run.state, newest first
 
@@ -136,14 +143,15 @@ def _config(run: SourceRun) -> YoutubeSource:
 
 
 def _channel_videos(run: SourceRun, config: YoutubeSource, feeds: httpx.Client) -> list[str]:
-    """Every video id ever seen in the channels' feeds, newest first."""
-    remembered: dict[str, list[str]] = run.state.setdefault("channels", {})
-    for channel in list(remembered):
-        if channel not in config.channels:
-            del remembered[channel]
+    """Every video id ever seen in the channels' and playlists' feeds, newest first."""
+    remembered: dict[str, list[str]] = run.state.setdefault("channels", {})  # feed id → ids
+    feeds_by_id = {c: FEED_URL.format(c) for c in config.channels}
+    feeds_by_id |= {p: PLAYLIST_FEED_URL.format(p) for p in config.playlists}
+    for feed_id in list(remembered):
+        if feed_id not in feeds_by_id:
+            del remembered[feed_id]
     ids: list[str] = []
-    for channel in config.channels:
-        url = FEED_URL.format(channel)
+    for channel, url in feeds_by_id.items():
         known = remembered.get(channel, [])
         try:
             response = feeds.get(url)
@@ -236,8 +244,7 @@ class _Videos:
             return False
         uri = WATCH_URL.format(video)
         if known["status"] == "stored":
-            location = self.run.store.location(self.run.key, uri)
-            if location is not None and location["present"]:
+            if self.run.is_stored(uri):
                 self.run.keep(uri)
                 return True
             return False

@@ -22,6 +22,7 @@ from werkzeug import Request, Response
 from aicoderd.config import Settings
 from aicoderd.jobctx import JobContext
 from aicoderd.sources import job
+from aicoderd.sources.base import FETCHERS, FetchedDocument, SourceRun, load_state
 from aicoderd.store import DocumentFiles, Store
 
 LAST_MODIFIED = "Sat, 02 Mar 2024 10:00:00 GMT"
@@ -149,6 +150,63 @@ def run_source(data_dir: Path, source: dict[str, Any]) -> dict[str, Any]:
     )
     ctx = JobContext(1, settings, out=io.StringIO())
     return job.run({"source": source["name"], "force": True}, ctx)
+
+
+class Died(BaseException):
+    """Stands for the job's process dying (SIGKILL, power loss): nothing after it runs."""
+
+
+class DyingRun(SourceRun):
+    """The job's SourceRun, whose process dies when the fetcher hands it one document too many:
+    no flush, no ``finish``, no state saved beyond what the batches committed."""
+
+    lives = 0
+
+    def put(self, doc: FetchedDocument) -> str:
+        if self.lives <= 0:
+            raise Died(doc.uri)
+        self.lives -= 1
+        return super().put(doc)
+
+
+def run_dying(
+    data_dir: Path, source: dict[str, Any], *, puts: int, batch_documents: int
+) -> DyingRun:
+    """A run of ``source`` in this process, committing every ``batch_documents`` puts, that
+    dies at the put after the first ``puts``."""
+    settings = Settings(
+        data_dir=data_dir, socket=data_dir / "api.sock", folders=[], sources=[source]
+    )
+    store = Store(settings.state_db)
+    run = DyingRun(
+        config=settings.sources[0],
+        settings=settings,
+        store=store,
+        files=DocumentFiles(settings.documents_dir),
+        state=load_state(store, source["name"]),
+        batch_documents=batch_documents,
+        batch_seconds=3600,
+    )
+    run.lives = puts
+    module, _, func = FETCHERS[source["type"]].partition(":")
+    try:
+        getattr(__import__(module, fromlist=[func]), func)(run)
+    except Died:
+        pass
+    else:
+        raise AssertionError(f"the run ended before {puts + 1} documents")
+    finally:
+        run.close()
+        store.close()
+    return run
+
+
+def source_state(data_dir: Path, name: str) -> dict[str, Any]:
+    store = Store(data_dir / "state.db")
+    try:
+        return load_state(store, name)
+    finally:
+        store.close()
 
 
 def stored(data_dir: Path, source_key: str) -> dict[str, tuple[str, dict[str, Any]]]:

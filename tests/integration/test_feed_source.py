@@ -204,3 +204,27 @@ def test_an_entry_whose_page_failed_is_tried_again(site: Site, tmp_path: Path) -
     assert (second["added"], second["unchanged"]) == (1, 1)  # ...but the failed entry is retried
     assert site.statuses()["/feed.xml"] == [200]
     assert "/posts/ok.html" not in site.paths()
+
+
+@pytest.mark.parametrize("use_entry_content", [False, True])
+def test_a_feed_without_validators_rerun_on_unchanged_input_adds_nothing(
+    site: Site, tmp_path: Path, use_entry_content: bool
+) -> None:
+    items = [("One", "/posts/one.html"), ("Two", "/posts/two.html")]
+    for title, path in items:
+        site.page(path, docs_page(title, f"<p>The {title} post.</p>"))
+    # No ETag, no Last-Modified: every run gets the whole feed again.
+    feed = rss(site, items).replace(
+        "</title><link>", "</title><description>Some news.</description><link>"
+    )
+    site.page("/feed.xml", feed, "application/rss+xml", etag=False, last_modified=False)
+    config = feed_source(site, use_entry_content=use_entry_content)
+    first = run_source(tmp_path, config)
+    assert first["added"] == 2
+    docs = stored(tmp_path, KEY)
+
+    site.forget()
+    again = run_source(tmp_path, config)
+    assert (again.get("added", 0), again.get("updated", 0), again["unchanged"]) == (0, 0, 2)
+    assert [p for p in site.paths() if p != "/robots.txt"] == ["/feed.xml"]  # no page asked
+    assert stored(tmp_path, KEY) == docs

@@ -26,6 +26,7 @@ from aicoderd.sources.git import remote_of
 from aicoderd.sources.gitrepo import GitRepo
 from aicoderd.store import DocumentFiles, Store
 from tests.conftest import DaemonProc, wait_for
+from tests.integration.site import run_dying, source_state
 
 MIT = """MIT License
 
@@ -232,6 +233,41 @@ def test_first_sync_then_only_changed_files_are_read(upstream: Upstream, tmp_pat
     assert run.puts == []
     assert counts(run) == {"added": 0, "updated": 0, "unchanged": 4, "retired": 0, "failed": 0}
     assert stored(tmp_path / "data") == docs
+
+
+def test_a_sync_that_dies_between_batches_loses_nothing_and_keeps_the_old_commit(
+    upstream: Upstream, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    upstream.write({f"pkg/m{i}.py": f"M = {i}\n" for i in range(7)})
+    first = upstream.commit("first")
+    config = source(upstream)
+
+    # Batches of 3; the job dies at the 6th file: the first batch is stored, nothing else, and
+    # no commit is recorded as synced.
+    run_dying(data, config, puts=5, batch_documents=3)
+    assert len(stored(data)) == 3
+    assert "commit" not in source_state(data, "repo")
+    run = sync(data, config)  # lists the whole tree again: nothing lost, nothing twice
+    assert counts(run) == {"added": 4, "updated": 0, "unchanged": 3, "retired": 0, "failed": 0}
+    assert set(stored(data)) == {f"pkg/m{i}.py" for i in range(7)}
+    assert source_state(data, "repo")["commit"] == first
+
+    # An incremental sync that dies half-way leaves the last synced commit where it was, so the
+    # next run reads the same changes again.
+    upstream.write({f"pkg/m{i}.py": f"M = {i} + 1\n" for i in range(5)})
+    upstream.remove("pkg/m6.py")
+    second = upstream.commit("second")
+    run_dying(data, config, puts=3, batch_documents=2)
+    assert source_state(data, "repo")["commit"] == first
+    assert sum(meta["commit"] == second for _, meta in stored(data).values()) == 2
+    run = sync(data, config)
+    assert paths_of(run) == {f"pkg/m{i}.py" for i in range(5)}
+    assert counts(run) == {"added": 0, "updated": 3, "unchanged": 3, "retired": 0, "failed": 0}
+    docs = stored(data)
+    assert set(docs) == {f"pkg/m{i}.py" for i in range(6)}
+    assert all(meta["commit"] == second for path, (_, meta) in docs.items() if path < "pkg/m5")
+    assert source_state(data, "repo")["commit"] == second
 
 
 def test_a_force_push_lists_the_whole_new_tree(upstream: Upstream, tmp_path: Path) -> None:

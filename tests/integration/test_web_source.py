@@ -14,7 +14,15 @@ from typing import Any
 import pytest
 from werkzeug import Request, Response
 
-from tests.integration.site import Site, docs_page, document_statuses, run_source, stored
+from tests.integration.site import (
+    Site,
+    docs_page,
+    document_statuses,
+    run_dying,
+    run_source,
+    source_state,
+    stored,
+)
 
 DATA = Path(__file__).resolve().parents[1] / "unit" / "data"
 ROBOTS = """\
@@ -336,3 +344,34 @@ def test_a_start_url_that_is_gone_fails_the_run_and_retires_nothing(
     result = run_source(tmp_path, source(site))
     assert result["errors"] == [f"{site.url('/docs/')}: http_404: gone"]
     assert result.get("retired", 0) == 0 and len(stored(tmp_path, KEY)) == 2
+
+
+def test_a_crawl_that_dies_between_batches_keeps_each_etag_with_its_document(
+    site: Site, tmp_path: Path
+) -> None:
+    leaves = [f"p{i}.html" for i in range(8)]
+    site.page("/docs/", docs_page("Index", "<p>Start.</p>", leaves))
+    for leaf in leaves:
+        site.page(f"/docs/{leaf}", docs_page(leaf, f"<p>Page {leaf}.</p>"))
+    config = source(site, concurrency=1)
+
+    # Committed in batches of 2; the process dies at the 6th document: 4 are stored.
+    run_dying(tmp_path, config, puts=5, batch_documents=2)
+    docs = stored(tmp_path, KEY)
+    assert len(docs) == 4
+    # The state saved is the one committed with them: an ETag exactly for each stored page.
+    pages = source_state(tmp_path, "docs")["pages"]
+    assert {url for url, page in pages.items() if page.get("etag")} == set(docs)
+    assert document_statuses(tmp_path) == {"stored": 4}
+
+    # The next run asks those 4 conditionally (304) and fetches the other 5 in full.
+    site.forget()
+    result = run_source(tmp_path, config)
+    assert (result["added"], result["unchanged"], result.get("updated", 0)) == (5, 4, 0)
+    kept = {url.removeprefix(site.url("")) for url in docs}
+    pages_asked = {p: s for p, s in site.statuses().items() if p.startswith("/docs/")}
+    assert {p for p, s in pages_asked.items() if s == [304]} == kept
+    assert {p for p, s in pages_asked.items() if s == [200]} == (
+        {"/docs/", *(f"/docs/{leaf}" for leaf in leaves)} - kept
+    )
+    assert len(stored(tmp_path, KEY)) == 9 and document_statuses(tmp_path) == {"stored": 9}

@@ -6,15 +6,25 @@ rewrites www.youtube.com to the fake; so nothing here can touch the internet.
 
 Covered: manual over generated transcripts, paragraphs, title and URL, no refetch of a stored
 video, disabled transcripts, no transcript in the wanted languages, an unavailable video, a
-translation, HTTP 429 → the whole source backs off and retires nothing, channel feeds, a proxy."""
+translation, HTTP 429 → the whole source backs off and retires nothing, channel feeds, a proxy.
+
+Once through the real daemon, unchanged: a ``type: youtube`` source in its config, run as the
+``source.fetch`` job, with its configured ``proxy`` at a loopback CONNECT proxy that tunnels to
+the fake served over TLS (a certificate for www.youtube.com from a CA made by the test, trusted
+through the standard ``REQUESTS_CA_BUNDLE`` / ``SSL_CERT_FILE`` variables, as behind a
+TLS-inspecting proxy). Nothing in the daemon knows it is being tested."""
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
+import socket
+import ssl
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +40,11 @@ from aicoderd.config import Settings
 from aicoderd.sources import youtube
 from aicoderd.sources.base import SourceRun, load_state, save_state
 from aicoderd.store import DocumentFiles, Store
+from tests.conftest import DaemonProc, wait_for
 
 API_KEY = "AIzaFakeKeyForTests_0123456789"
 CHANNEL = "UCaaaaaaaaaaaaaaaaaaaaaa"
+PLAYLIST = "PLbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
 KEY = "youtube:talks"
 
 
@@ -58,12 +70,12 @@ class Video:
 class FakeYouTube:
     """www.youtube.com as youtube-transcript-api sees it, on 127.0.0.1."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.videos: dict[str, Video] = {}
         self.feed_ids: list[str] | None = []  # None: the feed answers 500
         self.hits: list[str] = []  # "METHOD host/path?query" of every request
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
-        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True, ssl_context=tls)
         self.port = self.server.server_port
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
@@ -157,7 +169,8 @@ class FakeYouTube:
         return Response(xml, content_type="text/xml; charset=UTF-8")
 
     def feed(self, request: Request) -> Response:
-        assert request.args["channel_id"] == CHANNEL
+        assert request.args.get("channel_id", CHANNEL) == CHANNEL
+        assert request.args.get("playlist_id", PLAYLIST) == PLAYLIST
         if self.feed_ids is None:
             return Response("oops", status=500)
         entries = "".join(
@@ -496,6 +509,18 @@ def test_channel_feeds_add_videos_and_a_window_that_moves_retires_nothing(
     assert len(stored(tmp_path)) == 3
 
 
+def test_a_playlist_feed_adds_its_videos(fake: FakeYouTube, tmp_path: Path) -> None:
+    for vid in ("list0000001", "list0000002"):
+        fake.videos[vid] = Video(vid, [Track("en", "English", lines=ENGLISH)])
+    fake.feed_ids = ["list0000002", "list0000001"]
+    url = f"https://www.youtube.com/playlist?list={PLAYLIST}"
+    run = run_once(tmp_path, fake, playlists=[url])
+    assert counts(run) == {"added": 2}
+    assert f"GET www.youtube.com/feeds/videos.xml?playlist_id={PLAYLIST}" in fake.hits
+    run = run_once(tmp_path, fake, playlists=[PLAYLIST])
+    assert counts(run) == {"unchanged": 2}
+
+
 def test_the_proxy_carries_every_request(fake: FakeYouTube, tmp_path: Path) -> None:
     fake.videos["proxied0001"] = Video("Via proxy", [Track("en", "English", lines=ENGLISH)])
     proxy = f"http://127.0.0.1:{fake.port}/"
@@ -531,3 +556,225 @@ def test_paragraphs_break_at_pauses_sentences_and_length() -> None:
     unpunctuated = youtube.paragraphs([S("word " * 10, i * 1.0, 1.0) for i in range(100)])
     assert len(unpunctuated) > 1
     assert all(len(p) <= youtube.MAX_PARAGRAPH_CHARS + 60 for p in unpunctuated)
+
+
+# -- through the real daemon ----------------------------------------------------------------------
+
+
+class ConnectProxy:
+    """An HTTP proxy on loopback that only tunnels (``CONNECT``), whatever host is asked, to one
+    port: the fake. It records every tunnel it opens."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.tunnels: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+
+    def __enter__(self) -> ConnectProxy:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+        self.thread.join(5)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._tunnel, args=(client,), daemon=True).start()
+
+    def _tunnel(self, client: socket.socket) -> None:
+        with client:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    return
+                head += chunk
+            method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+            if method != "CONNECT":
+                client.sendall(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+                return
+            self.tunnels.append(target)
+            with socket.create_connection(("127.0.0.1", self.target_port)) as upstream:
+                client.sendall(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                back = threading.Thread(target=_pipe, args=(upstream, client), daemon=True)
+                back.start()
+                _pipe(client, upstream)
+                back.join(10)
+
+
+def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+
+
+def make_certificates(folder: Path) -> tuple[Path, ssl.SSLContext]:
+    """A CA (its PEM returned, for the clients to trust) and www.youtube.com's certificate
+    signed by it (in the server context returned)."""
+    ca, ca_key, key, csr, cert = (
+        folder / n for n in ("ca.pem", "ca.key", "k.pem", "c.csr", "c.pem")
+    )
+    ext = folder / "ext.cnf"
+    ext.write_text(
+        "subjectAltName=DNS:www.youtube.com\nbasicConstraints=critical,CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+        "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n"
+    )
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ca_ext = ["-addext", "basicConstraints=critical,CA:TRUE"]
+    ca_ext += ["-addext", "keyUsage=critical,keyCertSign,cRLSign"]
+    sign = ["-CA", ca, "-CAkey", ca_key, "-set_serial", "2", "-extfile", ext]
+    commands = [
+        [
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            ca_key,
+            "-out",
+            ca,
+            "-subj",
+            "/CN=aicoderd test CA",
+            *ca_ext,
+        ],
+        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=www.youtube.com"],
+        ["x509", "-req", "-in", csr, *sign, "-days", "2", "-out", cert],
+    ]
+    for args in commands:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return ca, context
+
+
+def source_status(d: DaemonProc, name: str) -> dict[str, Any]:
+    (status,) = [s for s in d.status()["sources"] if s["name"] == name]
+    return status
+
+
+def fetch_now(d: DaemonProc, name: str) -> dict[str, Any]:
+    """``POST /v1/sources/NAME/fetch`` and wait for the job; the source's status after it."""
+    job = d.client.post(f"/v1/sources/{name}/fetch").json()
+
+    def final() -> bool:
+        state = d.get(f"/v1/jobs/{job['id']}").json()["state"]
+        return state in ("succeeded", "failed", "cancelled", "skipped")
+
+    wait_for(final, timeout=60)
+    wait_for(lambda: source_status(d, name)["running_job"] is None, timeout=10)
+    return source_status(d, name)
+
+
+def daemon_state(d: DaemonProc, name: str) -> dict[str, Any]:
+    store = Store(d.data_dir / "state.db")
+    try:
+        return load_state(store, name)
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
+def test_through_the_daemon_via_its_proxy(
+    make_daemon: Callable[..., DaemonProc], tmp_path: Path
+) -> None:
+    ca, tls = make_certificates(tmp_path)
+    with FakeYouTube(tls) as fake, ConnectProxy(fake.port) as proxy:
+        fake.videos["fine0000001"] = Video("Fine", [Track("en", "English", lines=ENGLISH)])
+        fake.videos["fromfeed001"] = Video("Fed", [Track("en", "English", lines=ENGLISH)])
+        fake.videos["disabled001"] = Video("No captions", captions=False)
+        fake.videos["throttled01"] = Video("Busy", throttled=True)
+        fake.feed_ids = ["fromfeed001"]
+        common = {
+            "type": "youtube",
+            "schedule": "24h",
+            "jitter_seconds": 0,
+            "proxy": f"http://127.0.0.1:{proxy.port}",
+            "video_interval_seconds": 0,
+            "timeout_seconds": 10,
+            "blocked_backoff_seconds": 3600,
+        }
+        talks = {"name": "talks", "videos": ["fine0000001", "disabled001"], "channels": [CHANNEL]}
+        busy = {"name": "busy", "videos": ["https://youtu.be/throttled01"]}
+        d = make_daemon(sources=[{**common, **talks}, {**common, **busy}])
+        trust = {"REQUESTS_CA_BUNDLE": str(ca), "SSL_CERT_FILE": str(ca)}
+        no_env_proxy = {v: "" for v in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy")}
+        d.start(extra_env={**trust, **no_env_proxy})
+
+        # New sources run soon after the start, as source.fetch jobs.
+        def ran(name: str) -> bool:
+            status = source_status(d, name)
+            return status["last_run"] is not None and status["running_job"] is None
+
+        wait_for(lambda: ran("talks") and ran("busy"), timeout=60)
+        status = source_status(d, "talks")
+        assert (status["type"], status["outcome"], status["added"], status["failed"]) == (
+            "youtube",
+            "partial",
+            2,
+            1,
+        )
+        assert "watch?v=disabled001: transcripts_disabled: " in status["last_error"]
+        docs = stored(d.data_dir)
+        assert set(docs) == {"fine0000001", "fromfeed001"}
+        assert docs["fromfeed001"][0].startswith("# Fed\n\nhttps://www.youtube.com/watch?v=fromf")
+        state = daemon_state(d, "talks")
+        assert state["videos"]["disabled001"]["reason"] == "transcripts_disabled"
+        assert state["videos"]["disabled001"]["retry_after"] > time.time() + 86400
+
+        busy_status = source_status(d, "busy")
+        assert (busy_status["outcome"], busy_status["added"], busy_status["failed"]) == (
+            "partial",
+            0,
+            1,
+        )
+        assert (
+            "blocked: HTTP 429 / IP blocked by YouTube; backing off 1.0 h"
+            in (busy_status["last_error"])
+        )
+        backoff = daemon_state(d, "busy")
+        assert backoff["blocks_in_a_row"] == 1
+        assert backoff["blocked_until"] == pytest.approx(time.time() + 3600, abs=120)
+
+        # Everything went to www.youtube.com through the proxy, over TLS.
+        assert proxy.tunnels and set(proxy.tunnels) == {"www.youtube.com:443"}
+        assert {h.split(" ")[1].split("/")[0] for h in fake.hits} == {"www.youtube.com"}
+        assert "GET www.youtube.com/watch?v=throttled01" in fake.hits
+
+        # A re-run on unchanged input adds nothing and asks YouTube nothing but the feed; the
+        # blocked source asks nothing at all while it backs off.
+        before = len(fake.hits)
+        again = fetch_now(d, "talks")
+        assert (again["outcome"], again["added"], again["updated"], again["unchanged"]) == (
+            "succeeded",
+            0,
+            0,
+            2,
+        )
+        waiting = fetch_now(d, "busy")
+        assert (waiting["outcome"], waiting["failed"]) == ("partial", 1)
+        assert (
+            "throttled01: backoff: YouTube blocked us; asking again after"
+            in (waiting["last_error"])
+        )
+        assert fake.hits[before:] == [f"GET www.youtube.com/feeds/videos.xml?channel_id={CHANNEL}"]
+        assert set(stored(d.data_dir)) == {"fine0000001", "fromfeed001"}
+
+        # Blocked again right after the wait: the next backoff is twice as long.
+        store = Store(d.data_dir / "state.db")
+        save_state(store, "busy", {**daemon_state(d, "busy"), "blocked_until": time.time() - 1})
+        store.close()
+        fetch_now(d, "busy")
+        longer = daemon_state(d, "busy")
+        assert longer["blocks_in_a_row"] == 2
+        assert longer["blocked_until"] == pytest.approx(time.time() + 7200, abs=120)
+        assert d.stop() == 0
