@@ -38,7 +38,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
         cache_logger_on_first_use=False,
     )
-    # Libraries that use stdlib logging (aiohttp, watchdog) go to stderr, warnings and up only.
+    # Libraries that use stdlib logging (aiohttp, httpx) go to stderr, warnings and up only.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, force=True)
 
 

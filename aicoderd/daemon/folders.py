@@ -1,33 +1,44 @@
-"""Wires the configured folders to ingestion: watcher events and rescans feed each folder's
-stability tracker; complete files go through one ingest queue in batches, in a worker thread,
-so the event loop (and the API) stays responsive during a burst."""
+"""The daemon's side of the configured folders: it runs the folder worker process (which
+watches, settles and ingests: :mod:`aicoderd.daemon.folder_worker`), sends it the plan and the
+files handed over by ``aicoder ingest``, and keeps the counts it reports for the status. The
+event loop only ever reads a few small messages, so the API stays responsive in a burst."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
+import itertools
+import os
+import socket
+import subprocess
+import sys
 from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import aicoderd
 from aicoderd import log
 from aicoderd.config import FolderConfig, Settings
-from aicoderd.daemon.ingest import IngestProcess, Mode, Target
-from aicoderd.sources.extract import ExtractLimits
-from aicoderd.sources.folders import (
-    Candidate,
-    FolderWatch,
-    FsEvent,
-    Watcher,
-    lstat_many,
-    walk,
+from aicoderd.daemon.folder_worker import (
+    FolderPlan,
+    Ingested,
+    IngestRequest,
+    Plan,
+    Progress,
+    Stop,
 )
-from aicoderd.store import Store
+from aicoderd.daemon.ingest import Mode, Outcome, Target
+from aicoderd.errors import AicoderError
+from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.folders import walk
 
 logger = log.get(__name__)
 
 CLI_SOURCE = "cli"
+START_TIMEOUT = 120.0  # a spawned interpreter importing the extractors, on a loaded machine
+RESTART_DELAY = 1.0
+WORKER_MAIN = "from aicoderd.daemon.folder_worker import main; main()"
 
 
 def source_name(folder: FolderConfig) -> str:
@@ -35,26 +46,32 @@ def source_name(folder: FolderConfig) -> str:
 
 
 class FolderSet:
+    """The folder worker process, seen from the event loop: plan, counts, CLI batches."""
+
     def __init__(
         self,
-        store: Store,
-        ingestor: IngestProcess,
         settings: Settings,
+        worker_args: tuple[Path, Path, str, str],
         limits: Callable[[], ExtractLimits],
         on_batch: Callable[[], None],
     ) -> None:
-        self.store = store
-        self.ingestor = ingestor
-        self.limits = limits
-        self.on_batch = on_batch  # events were written by the ingest process
         self.settings = settings
-        self.watches: list[tuple[FolderConfig, FolderWatch]] = []
+        self.limits = limits
+        self.on_batch = on_batch  # events were written by the worker process
         self.watcher_kind = "none"
         self.cli_in_flight = 0
-        self._queue: asyncio.Queue[tuple[FolderConfig, Candidate]] = asyncio.Queue()
-        self._watcher: Watcher | None = None
-        self._busy = asyncio.Lock()
-        self._rescan_now = asyncio.Event()
+        self._args = worker_args  # state db, documents dir, log level, log format
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._conn: Connection | None = None
+        self._generation = itertools.count(1)
+        self._plan: Plan | None = None
+        self._progress: Progress | None = None
+        self._configured: asyncio.Future[Any] | None = None
+        self._requests: dict[int, asyncio.Future[Ingested]] = {}
+        self._request_ids = itertools.count(1)
+        self._gone = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._stopping = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -65,42 +82,49 @@ class FolderSet:
                 folder.path.mkdir(parents=True, exist_ok=True)
 
     async def start(self) -> str:
-        loop = asyncio.get_running_loop()
-        extra = tuple(self.settings.ingest.ignore_patterns)
-        self.watches = []
+        """Start the worker and wait until it watches the folders (after its first walk)."""
         self.make_inboxes()
-        for folder in self.settings.folders:
-            watch = FolderWatch(
-                root=folder.path,
-                recursive=folder.recursive,
-                settle=self.settings.settle_for(folder),
-                on_ready=functools.partial(self._enqueue, folder),
-                extra_junk=extra,
-                stuck_after=self.settings.ingest.stuck_after_seconds,
-            )
-            self.watches.append((folder, watch))
-
-        def overflowed() -> None:  # in watchdog's thread
-            loop.call_soon_threadsafe(self._overflowed)
-
-        self._watcher = Watcher(on_overflow=overflowed)
-        roots = [(f.path, f.recursive) for f, _ in self.watches if f.path.is_dir()]
-        for folder, _ in self.watches:
-            if not folder.path.is_dir():  # a mirror folder removed since the config was read
-                logger.error("folder.missing", path=str(folder.path))
-        self.watcher_kind = await asyncio.to_thread(self._watcher.start, roots)
-        await self.rescan()
+        ours, theirs = socket.socketpair()
+        with theirs:
+            self._proc = await asyncio.to_thread(_spawn, theirs.fileno(), self._args)
+        self._conn = Connection(ours.detach())
+        self._gone.clear()
+        self._stopped.clear()
+        asyncio.get_running_loop().add_reader(self._conn.fileno(), self._readable)
+        await self._configure()
         return self.watcher_kind
 
+    async def _configure(self) -> None:
+        if self._conn is None:
+            return  # the worker is being restarted: it gets the current plan then
+        self._plan = plan(self.settings, next(self._generation), self.limits())
+        self._configured = asyncio.get_running_loop().create_future()
+        self._send(self._plan)
+        gone: asyncio.Future[Any] = asyncio.ensure_future(self._gone.wait())
+        try:
+            await asyncio.wait(
+                [self._configured, gone], timeout=START_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            gone.cancel()
+
     async def stop(self) -> None:
-        if self._watcher is not None:
-            await asyncio.to_thread(self._watcher.stop)
-            self._watcher = None
+        """Ask the worker to stop: it finishes the batch in progress, nothing more."""
+        self._stopping = True
+        if self._conn is not None and not self._gone.is_set():
+            self._send(Stop())
 
     async def drain(self) -> None:
-        """Wait for the batch in progress (queued files simply stay in their folder)."""
-        async with self._busy:
-            pass
+        """Wait for the worker to stop (queued files simply stay in their folder)."""
+        if self._proc is not None and not self._gone.is_set():
+            await self._stopped.wait()
+
+    async def close(self) -> None:
+        """After :meth:`drain` (or its timeout): the process is gone, or made to go."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            await asyncio.to_thread(_join, proc)
+        self._disconnect()
 
     async def reconfigure(self, settings: Settings) -> None:
         def shape(s: Settings) -> Any:
@@ -109,123 +133,88 @@ class FolderSet:
         changed = shape(self.settings) != shape(settings)
         self.settings = settings
         if changed:
-            await self.stop()
+            self.make_inboxes()
+            await self._configure()
+
+    async def run(self) -> None:
+        """Restart the worker whenever it dies (files in progress are re-run from their folder:
+        storing is idempotent)."""
+        while True:
+            await self._gone.wait()
+            if self._stopping:
+                return
+            proc = self._proc
+            await self.close()  # reaped: its exit code is known
+            exitcode = proc.returncode if proc is not None else None
+            logger.error("ingest.process_died", exitcode=exitcode, action="restarting")
+            await asyncio.sleep(RESTART_DELAY)
             await self.start()
 
     def status(self) -> list[dict[str, Any]]:
+        progress = self._progress
+        counts = progress.pending if progress is not None and self._current(progress) else ()
         return [
-            {"path": str(f.path), "mode": f.mode, "pending": w.pending} for f, w in self.watches
+            {"path": str(f.path), "mode": f.mode, "pending": counts[i] if i < len(counts) else 0}
+            for i, f in enumerate(self.settings.folders)
         ]
 
-    # -- events and scans --------------------------------------------------------------------
+    # -- messages ----------------------------------------------------------------------------
 
-    def _overflowed(self) -> None:
-        logger.warning("folder.events_lost", action="rescanning")
-        self._rescan_now.set()
+    def _current(self, progress: Progress) -> bool:
+        """Counts of the plan last sent (not of the folders before a reload)."""
+        return self._plan is not None and progress.generation == self._plan.generation
 
-    def _dispatch(self, events: list[FsEvent]) -> None:
-        """Route a batch of watcher events to the folders' trackers (no system calls here)."""
-        gone: dict[int, list[str]] = {}
-        for event in events:
-            for i, (folder, watch) in enumerate(self.watches):
-                if not watch.accepts(event.path):
-                    continue
-                if event.is_dir:
-                    self._rescan_now.set()  # a directory moved in or out: the walk is the truth
-                elif event.deleted and folder.mode == "mirror":
-                    gone.setdefault(i, []).append(str(event.path))
-                else:
-                    watch.touch(event.path)
-        for i, uris in gone.items():
-            asyncio.get_running_loop().create_task(self._retire(self.watches[i][0], uris))
-
-    async def _tick(self) -> None:
-        if self._watcher is not None:
-            events = self._watcher.drain()
-            for i in range(0, len(events), 256):
-                self._dispatch(events[i : i + 256])
-                await asyncio.sleep(0)  # let the API answer between slices of a burst
-        for _, watch in self.watches:
-            due = watch.due()
-            if due:
-                watch.settle_due(await asyncio.to_thread(lstat_many, due))
-
-    async def rescan(self) -> None:
-        for folder, watch in self.watches:
-            extra = tuple(self.settings.ingest.ignore_patterns)
-            found = await asyncio.to_thread(_walk_all, folder.path, folder.recursive, extra)
-            if folder.mode == "mirror":
-                found = await self._mirror_diff(folder, found)
-            watch.add_scanned(found)
-
-    async def _mirror_diff(self, folder: FolderConfig, found: list[Candidate]) -> list[Candidate]:
-        """Keep new and changed files; retire the places of files that are gone."""
-        known = await asyncio.to_thread(self.store.file_locations, source_name(folder))
-        seen = {str(c.path) for c in found}
-        gone = [uri for uri in known if uri not in seen]
-        if gone:
-            await self._retire(folder, gone)
-        return [c for c in found if known.get(str(c.path)) != (c.size, c.mtime_ns)]
-
-    async def _retire(self, folder: FolderConfig, uris: list[str]) -> None:
-        n = await asyncio.to_thread(self.store.retire_locations, source_name(folder), uris)
-        if n:
-            logger.info("mirror.retired", folder=str(folder.path), files=n)
-            self.store.add_event("documents.retired", {"folder": str(folder.path), "files": n})
-
-    async def run(self) -> None:
-        """Tick the trackers, rescan on schedule, and feed the ingest queue."""
-        consumer = asyncio.get_running_loop().create_task(self._consume())
+    def _send(self, message: object) -> None:
+        assert self._conn is not None
         try:
-            next_scan = (
-                asyncio.get_running_loop().time() + self.settings.ingest.rescan_interval_seconds
-            )
-            while True:
-                await self._tick()
-                now = asyncio.get_running_loop().time()
-                if self._rescan_now.is_set() or now >= next_scan:
-                    self._rescan_now.clear()
-                    next_scan = now + self.settings.ingest.rescan_interval_seconds
-                    await self.rescan()
-                await asyncio.sleep(self._tick_interval())
-        finally:
-            consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consumer
+            self._conn.send(message)
+        except OSError:
+            self._lost()
 
-    def _tick_interval(self) -> float:
-        settles = [w.settle for _, w in self.watches] or [1.0]
-        return max(0.05, min(0.25, min(settles) / 4))
+    def _readable(self) -> None:
+        """The worker wrote: read what is there (small messages: counts and outcomes)."""
+        conn = self._conn
+        try:
+            while conn is not None and conn.poll():
+                self._receive(conn.recv())
+        except (EOFError, OSError):
+            self._lost()
 
-    # -- ingestion ---------------------------------------------------------------------------
+    def _receive(self, message: object) -> None:
+        if isinstance(message, Progress):
+            self._progress = message
+            self.watcher_kind = message.watcher
+            configured = self._configured
+            if self._current(message) and configured is not None and not configured.done():
+                configured.set_result(None)
+            if message.batches:
+                self.on_batch()
+        elif isinstance(message, Ingested):
+            future = self._requests.pop(message.id, None)
+            if future is not None and not future.done():
+                future.set_result(message)
+        elif isinstance(message, Stop):
+            self._stopped.set()
 
-    def _enqueue(self, folder: FolderConfig, ready: list[Candidate]) -> None:
-        for cand in ready:
-            self._queue.put_nowait((folder, cand))
+    def _lost(self) -> None:
+        """The worker is gone (died, or stopped and closed its end)."""
+        self._disconnect()
+        self._stopped.set()
+        self._progress = None
+        for future in self._requests.values():
+            if not future.done():
+                future.set_exception(AicoderError("the ingest worker process died"))
+        self._requests.clear()
+        self._gone.set()
 
-    async def _consume(self) -> None:
-        size = self.settings.ingest.batch_size
-        while True:
-            items = [await self._queue.get()]
-            while len(items) < size and not self._queue.empty():
-                items.append(self._queue.get_nowait())
-            targets = [Target(source_name(f), f.mode, f.path, c.path) for f, c in items]
-            async with self._busy:
-                try:
-                    await self.ingestor.run(targets, self.limits())
-                    self.on_batch()
-                except Exception:
-                    logger.exception("ingest.batch_failed", files=len(targets))
-                finally:
-                    for folder, cand in items:
-                        self._watch_for(folder).done(cand.path)
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(conn.fileno())
+            conn.close()
 
-    def _watch_for(self, folder: FolderConfig) -> FolderWatch:
-        for f, w in self.watches:
-            if f is folder:
-                return w
-        # The folder was reconfigured away while its batch ran: a throwaway tracker.
-        return FolderWatch(folder.path, folder.recursive, 0.0, _ignore)
+    # -- aicoder ingest ----------------------------------------------------------------------
 
     async def ingest_paths(self, paths: list[Path]) -> list[dict[str, Any]]:
         """Files handed over by ``aicoder ingest``: copied in, the originals left alone."""
@@ -234,27 +223,76 @@ class FolderSet:
         for p in paths:
             p = p.expanduser().absolute()
             if p.is_dir() and not p.is_symlink():
-                found = await asyncio.to_thread(_walk_all, p, True, ())
-                targets += [Target(CLI_SOURCE, mode, p, c.path) for c in found]
+                found = await asyncio.to_thread(_walk_all, p)
+                targets += [Target(CLI_SOURCE, mode, p, c) for c in found]
             else:
                 targets.append(Target(CLI_SOURCE, mode, p.parent, p))
         self.cli_in_flight += len(targets)
-        outcomes = []
+        outcomes: list[Outcome] = []
         try:
             size = self.settings.ingest.batch_size
             for i in range(0, len(targets), size):
-                async with self._busy:
-                    batch = await self.ingestor.run(targets[i : i + size], self.limits())
-                self.on_batch()
-                outcomes += [vars(o) for o in batch]
+                outcomes += await self._ingest(targets[i : i + size])
         finally:
             self.cli_in_flight -= len(targets)
-        return outcomes
+        return [vars(o) for o in outcomes]
+
+    async def _ingest(self, targets: list[Target]) -> list[Outcome]:
+        if self._conn is None:
+            raise AicoderError("the ingest worker process is not running")
+        request = IngestRequest(next(self._request_ids), targets, self.limits())
+        future: asyncio.Future[Ingested] = asyncio.get_running_loop().create_future()
+        self._requests[request.id] = future
+        self._send(request)
+        answer = await future
+        if answer.outcomes is None:
+            raise AicoderError("the ingest batch failed (see the daemon log)")
+        return answer.outcomes
 
 
-def _walk_all(root: Path, recursive: bool, extra: tuple[str, ...]) -> list[Candidate]:
-    return list(walk(root, recursive=recursive, extra_junk=extra))
+def plan(settings: Settings, generation: int, limits: ExtractLimits) -> Plan:
+    folders = tuple(
+        FolderPlan(
+            path=f.path,
+            mode=f.mode,
+            recursive=f.recursive,
+            settle=settings.settle_for(f),
+            source=source_name(f),
+        )
+        for f in settings.folders
+    )
+    return Plan(
+        generation=generation,
+        folders=folders,
+        extra_junk=tuple(settings.ingest.ignore_patterns),
+        batch_size=settings.ingest.batch_size,
+        rescan_interval=settings.ingest.rescan_interval_seconds,
+        stuck_after=settings.ingest.stuck_after_seconds,
+        limits=limits,
+    )
 
 
-def _ignore(ready: list[Candidate]) -> None:
-    return None
+def _spawn(fd: int, args: tuple[Path, Path, str, str]) -> subprocess.Popen[bytes]:
+    """A fresh interpreter (not a fork of the daemon, nor multiprocessing, which would add its
+    resource-tracker process) running :func:`folder_worker.main` on one end of a socket pair."""
+    package_root = str(Path(aicoderd.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER_MAIN, str(fd), *map(str, args)],
+        pass_fds=[fd],
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": path},
+    )
+
+
+def _join(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        proc.wait(timeout=2.0)
+    except subprocess.TimeoutExpired:
+        logger.error("ingest.worker_killed", reason="did not stop in time")
+        proc.kill()
+        proc.wait(timeout=5.0)
+
+
+def _walk_all(root: Path) -> list[Path]:
+    return [c.path for c in walk(root, recursive=True)]

@@ -8,23 +8,18 @@ the re-run into the same document.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
-import multiprocessing
 import os
-import signal
 import stat
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from aicoderd import log
-from aicoderd import log as logsetup
 from aicoderd.errors import IngestRefused
 from aicoderd.fsutil import atomic_write, fsync_dir
 from aicoderd.sources.extract import Extracted, ExtractLimits, extract
@@ -265,58 +260,3 @@ class Ingestor:
         if stored or counts.get("refused", 0):
             self.store.add_event("ingest.batch", dict(counts))
             logger.info("ingest.batch", **counts)
-
-
-# -- the ingest process ----------------------------------------------------------------------
-
-_worker: Ingestor | None = None
-
-
-def _init_worker(state_db: Path, documents_dir: Path, log_level: str, log_format: str) -> None:
-    global _worker
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
-    logsetup.configure(log_level, log_format)
-    limits = ExtractLimits(1, 1, 1, 2.0)  # replaced by every call
-    _worker = Ingestor(Store(state_db), DocumentFiles(documents_dir), limits)
-
-
-def _run_batch(targets: list[Target], limits: ExtractLimits) -> list[Outcome]:
-    assert _worker is not None
-    _worker.limits = limits
-    return _worker.run(targets)
-
-
-class IngestProcess:
-    """Runs the :class:`Ingestor` in one child process. Decoding, PDF and archive extraction
-    are CPU work: in a thread they would hold the daemon's GIL while the event loop answers
-    the API; in their own process they cannot. Started on first use; restarted if it dies."""
-
-    def __init__(
-        self, state_db: Path, documents_dir: Path, log_level: str, log_format: str
-    ) -> None:
-        self._args = (state_db, documents_dir, log_level, log_format)
-        self._pool: ProcessPoolExecutor | None = None
-
-    async def run(self, targets: list[Target], limits: ExtractLimits) -> list[Outcome]:
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._ensure(), _run_batch, targets, limits)
-        except BrokenProcessPool:
-            logger.error("ingest.process_died", files=len(targets), action="restarting")
-            self._pool = None
-            raise
-
-    def _ensure(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=1,
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
-                initargs=self._args,
-            )
-        return self._pool
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None

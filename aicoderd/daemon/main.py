@@ -27,7 +27,6 @@ from aicoderd.daemon import jobs as jobsmod
 from aicoderd.daemon import sdnotify
 from aicoderd.daemon.feedback import FeedbackFollower
 from aicoderd.daemon.folders import FolderSet
-from aicoderd.daemon.ingest import IngestProcess
 from aicoderd.daemon.pipeline import CorpusTrigger, ModelPipeline
 from aicoderd.daemon.scheduler import SourceScheduler
 from aicoderd.daemon.server import bind_socket, build_app
@@ -75,15 +74,13 @@ class Daemon:
         self.store.on_event = event_stored
         self.store.add_event("daemon.started", {"version": __version__, "pid": os.getpid()})
         self.files = DocumentFiles(s.documents_dir)
-        self.ingestor = IngestProcess(s.state_db, s.documents_dir, s.log_level, s.log_format)
         jobsmod.load_plugins(s.jobs.plugins)
         self.jobs = jobsmod.JobQueue(self.store)
         requeued = self.jobs.requeue_interrupted(s.jobs.max_attempts)
         self.runner = jobsmod.JobRunner(self.jobs, lambda: self.settings)
         self.folders = FolderSet(
-            self.store,
-            self.ingestor,
             s,
+            worker_args=(s.state_db, s.documents_dir, s.log_level, s.log_format),
             limits=lambda: extract_limits(self.settings),
             on_batch=self._ingested,
         )
@@ -96,12 +93,13 @@ class Daemon:
         self.feedback = FeedbackFollower(self.store, s)
         self.scheduler = SourceScheduler(self.jobs, self.runner.wake)
         self.scheduler.start(s)
-        self.folders.make_inboxes()  # before the socket: a client that sees it finds the inbox
+        # Before the socket: a client that sees it finds the inbox, and files it drops are
+        # watched already (seen in the order they arrive, not in a walk's order).
+        watcher = await self.folders.start()
         self._sock = bind_socket(s.socket)
         self._runner = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
         await self._runner.setup()
         await web.SockSite(self._runner, self._sock, shutdown_timeout=2.0).start()
-        watcher = await self.folders.start()
         self._spawn(
             self.folders.run(),
             self.feedback.run(),
@@ -180,8 +178,8 @@ class Daemon:
         }
 
     def _ingested(self) -> None:
-        """An ingest batch ended (its events are in the store): wake event followers, and let
-        the corpus trigger look at the documents now."""
+        """The folder worker stored a batch (its events are in the store): wake event
+        followers, and let the corpus trigger look at the documents now."""
         self._event_signal.set()
         self.corpus_trigger.poke()
 
@@ -260,7 +258,7 @@ class Daemon:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._runner is not None:
             await self._runner.cleanup()
-        await asyncio.to_thread(self.ingestor.close)
+        await self.folders.close()
         with contextlib.suppress(OSError):
             self.settings.socket.unlink()
         self.store.add_event("daemon.stopped", {})

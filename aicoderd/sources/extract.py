@@ -28,7 +28,6 @@ from types import TracebackType
 from typing import IO, Any
 
 import charset_normalizer
-from pypdf import PdfReader
 
 from aicoderd.errors import IngestRefused
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
@@ -205,6 +204,8 @@ _QUIET_PYPDF = _QuietLogger("pypdf")
 
 
 def _pdf(data: bytes, language: str | None) -> tuple[str, str | None]:
+    from pypdf import PdfReader  # here: it brings Pillow and fontTools (~30 MB) into memory
+
     with _QUIET_PYPDF:
         try:
             reader = PdfReader(io.BytesIO(data))

@@ -1,38 +1,22 @@
 """Drop and mirror folders: decide when a file is complete, and nothing more.
 
-Events are hints, the directory is the truth: watchdog events (from its observer thread) and a
-periodic full walk both feed one stability tracker on the asyncio loop. A file is handed on once
-its size and mtime have not changed for the settle period; processing is someone else's job.
+Events are hints, the directory is the truth: inotify events (drained on each tick of the
+folder worker) and a periodic full walk both feed one stability tracker. A file is handed on
+once its size and mtime have not changed for the settle period; processing is someone else's
+job.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from watchdog.events import (
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
-)
-from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
 
 from aicoderd import log
+from aicoderd.sources.inotify import FsEvent, Inotify
 from aicoderd.sources.kinds import is_junk
 
 logger = log.get(__name__)
@@ -81,7 +65,7 @@ class _Tracked:
 
 
 def lstat_many(paths: list[Path]) -> dict[Path, os.stat_result | None]:
-    """One ``lstat`` per path (None when gone); run in a worker thread, off the event loop."""
+    """One ``lstat`` per path (None when gone)."""
     out: dict[Path, os.stat_result | None] = {}
     for path in paths:
         try:
@@ -95,10 +79,9 @@ def lstat_many(paths: list[Path]) -> dict[Path, os.stat_result | None]:
 class FolderWatch:
     """Stability tracking for one folder.
 
-    State lives on one thread (the event loop); the system calls it needs are made by the
-    caller, in a worker thread, between :meth:`due` and :meth:`settle` — a burst of events must
-    not stall the API. An event only (re)starts a file's timer; the size and mtime are compared
-    when the timer runs out.
+    State lives on one thread (the folder worker's); the system calls it needs are made
+    between :meth:`due` and :meth:`settle_due` (:meth:`tick` does both). An event only
+    (re)starts a file's timer; the size and mtime are compared when the timer runs out.
     """
 
     root: Path
@@ -195,100 +178,44 @@ class FolderWatch:
             )
 
 
-@dataclass(frozen=True)
-class FsEvent:
-    path: Path
-    is_dir: bool
-    deleted: bool
-
-
-# Only the events that can change what we ingest: fewer inotify events per file means fewer
-# queue overflows in a burst (opened / closed-no-write are never asked for).
-_EVENT_TYPES: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    FileDeletedEvent,
-    DirCreatedEvent,
-    DirMovedEvent,
-    DirDeletedEvent,
-]
-
-
-class _Handler(FileSystemEventHandler):
-    """Collects events in watchdog's thread; the event loop drains them in batches."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[FsEvent] = []
-
-    def on_any_event(self, event: FileSystemEvent) -> None:
-        deleted = event.event_type == "deleted"
-        with self._lock:
-            for raw in (event.src_path, getattr(event, "dest_path", "")):
-                if raw:
-                    path = Path(os.fsdecode(raw))
-                    # A move's source is gone, like a deletion.
-                    gone = deleted or (event.event_type == "moved" and raw == event.src_path)
-                    self._events.append(FsEvent(path, event.is_directory, gone))
-
-    def drain(self) -> list[FsEvent]:
-        """The events since the last drain, one per path (the last one counts)."""
-        with self._lock:
-            events, self._events = self._events, []
-        return list({e.path: e for e in events}.values())
-
-
-class _OverflowSignal(logging.Handler):
-    """watchdog reports an inotify queue overflow only in its log; lost events mean a rescan."""
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__(logging.WARNING)
-        self._callback = callback
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "overflow" in record.getMessage().lower():
-            self._callback()
-
-
 class Watcher:
-    """One watchdog observer for all folders; falls back to polling when inotify runs out."""
+    """inotify on every folder tree, drained by the caller; "polling" (the caller rescans
+    often) when inotify is unavailable or out of watches."""
 
-    def __init__(self, on_overflow: Callable[[], None]) -> None:
-        self._handler = _Handler()
-        self._observer: Any = None
-        self._overflow = _OverflowSignal(on_overflow)
+    def __init__(self, on_overflow: Callable[[], None], extra_junk: tuple[str, ...] = ()) -> None:
+        self._on_overflow = on_overflow
+        self._extra = extra_junk
+        self._inotify: Inotify | None = None
 
-    def drain(self) -> list[FsEvent]:
-        return self._handler.drain()
+    @property
+    def kind(self) -> str:
+        if self._inotify is None or self._inotify.degraded:
+            return "polling"
+        return "inotify"
 
     def start(self, roots: list[tuple[Path, bool]]) -> str:
-        logging.getLogger("watchdog").addHandler(self._overflow)
         try:
-            self._observer = self._schedule(Observer(), roots)
-            return "inotify"
+            self._inotify = Inotify(skip=lambda name: is_junk(name, self._extra))
+            for root, recursive in roots:
+                self._inotify.add_tree(root, recursive)
         except OSError as exc:
             logger.error(
                 "folder.inotify_unavailable",
                 error=str(exc),
                 hint="raise fs.inotify.max_user_watches / max_user_instances; polling instead",
             )
-            self._observer = self._schedule(PollingObserver(timeout=2), roots)
-            return "polling"
+            self.stop()
+        return self.kind
 
-    def _schedule(self, observer: Any, roots: list[tuple[Path, bool]]) -> Any:
-        for root, recursive in roots:
-            observer.schedule(
-                self._handler, str(root), recursive=recursive, event_filter=_EVENT_TYPES
-            )
-        observer.daemon = True
-        observer.start()
-        return observer
+    def drain(self) -> list[FsEvent]:
+        if self._inotify is None:
+            return []
+        events, overflow = self._inotify.drain()
+        if overflow:
+            self._on_overflow()
+        return events
 
     def stop(self) -> None:
-        logging.getLogger("watchdog").removeHandler(self._overflow)
-        if self._observer is not None:
-            self._observer.stop()
-            self._observer.join(timeout=5)
-            self._observer = None
+        if self._inotify is not None:
+            self._inotify.close()
+            self._inotify = None

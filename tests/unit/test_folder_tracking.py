@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from aicoderd.daemon.folder_worker import FolderPlan, FolderWorker, Plan, Progress
+from aicoderd.daemon.ingest import Ingestor
+from aicoderd.sources.extract import ExtractLimits
 from aicoderd.sources.folders import Candidate, FolderWatch, walk
+from aicoderd.sources.inotify import Inotify
 from aicoderd.sources.kinds import is_junk
+from aicoderd.store import DocumentFiles, Store
 
 
 @pytest.mark.parametrize(
@@ -91,3 +96,60 @@ def test_files_outside_or_too_deep_are_not_accepted(tmp_path: Path) -> None:
     assert not flat.accepts(tmp_path / "sub" / "a.py")
     assert not flat.accepts(tmp_path.parent / "other.py")
     assert not flat.accepts(tmp_path / ".failed" / "x.py")
+
+
+def test_inotify_coalesces_per_path_and_follows_new_folders(tmp_path: Path) -> None:
+    watcher = Inotify(skip=is_junk)
+    try:
+        watcher.add_tree(tmp_path, recursive=True)
+        tmp = tmp_path / ".a.py.tmp"
+        tmp.write_text("x")
+        os.rename(tmp, tmp_path / "a.py")  # the writer contract: temp name, then rename
+        (tmp_path / "b.py").write_text("1")
+        (tmp_path / "b.py").write_text("12")
+        (tmp_path / "gone.py").write_text("x")
+        (tmp_path / "gone.py").unlink()
+        (tmp_path / "sub").mkdir()
+        events, overflow = watcher.drain()
+        assert not overflow
+        seen = {e.path.name: (e.is_dir, e.deleted) for e in events}
+        assert seen == {
+            "a.py": (False, False),
+            "b.py": (False, False),
+            "gone.py": (False, True),
+            "sub": (True, False),
+        }
+        (tmp_path / "sub" / "c.py").write_text("c")  # the new folder is watched already
+        events, _ = watcher.drain()
+        assert [e.path for e in events] == [tmp_path / "sub" / "c.py"]
+        assert watcher.drain() == ([], False)
+    finally:
+        watcher.close()
+
+
+def test_the_folder_worker_ingests_what_it_finds_and_what_it_hears(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    limits = ExtractLimits(1 << 20, 100, 1 << 24, 100.0)
+    store = Store(tmp_path / "state.db")
+    ingestor = Ingestor(store, DocumentFiles(tmp_path / "documents"), limits)
+    sent: list[object] = []
+    worker = FolderWorker(ingestor, sent.append)
+    folder = FolderPlan(inbox, "consume", True, 0.1, "folder:inbox")
+    (inbox / "early.py").write_text("a = 1\n")  # found by the first walk
+    try:
+        worker.configure(Plan(1, (folder,), (), 8, 300.0, 3600.0, limits))
+        (inbox / "late.py").write_text("b = 2\n")  # heard through inotify
+        deadline = time.monotonic() + 10
+        while any(inbox.iterdir()) and time.monotonic() < deadline:
+            worker.step()
+            time.sleep(worker.tick_interval())
+        worker.step()
+    finally:
+        worker.close()
+        ingestor.close()
+    progress = [m for m in sent if isinstance(m, Progress)]
+    assert progress[-1] == Progress(1, "inotify", (0,), 0)
+    assert sum(p.batches for p in progress) >= 1
+    assert store.document_counts()["by_status"] == {"stored": 2}
+    store.close()
