@@ -53,7 +53,10 @@ def run_torchrun(
             msg = _message(line)
             if msg.get("type") == "progress":
                 msg.pop("type")
-                ctx.progress(**msg)
+                # The ranks report every step; the relay thins them out but never drops the last
+                # step, an evaluation or a warning.
+                last = msg.get("step") is not None and msg.get("step") == msg.get("total")
+                ctx.progress(force=last or "eval_loss" in msg or "message" in msg, **msg)
             elif msg.get("type") == "result":
                 msg.pop("type")
                 result = msg
