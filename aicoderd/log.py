@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -18,8 +18,11 @@ def _journald_prefix(_: Any, method: str, rendered: str) -> str:
     return f"<{_PRIORITY.get(method, 6)}>{rendered}"
 
 
-def configure(level: str = "info", fmt: str = "auto") -> None:
-    use_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """The daemon logs to stdout (journald keeps it); the CLI passes stderr, so that its own
+    output (``--json`` included) stays clean."""
+    stream = stream or sys.stdout
+    use_json = fmt == "json" or (fmt == "auto" and not stream.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -35,7 +38,7 @@ def configure(level: str = "info", fmt: str = "auto") -> None:
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
     # Libraries that use stdlib logging (aiohttp, httpx) go to stderr, warnings and up only.

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aicoderd import __version__, paths, protocol
+from aicoderd import __version__, log, paths, protocol
 from aicoderd.cli import sources as sources_cli
 from aicoderd.cli.client import Client
 from aicoderd.errors import AicoderError, ConfigError
@@ -372,6 +372,8 @@ def _add_stage_parsers(sub: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # The stages' own log lines: warnings and up, on stderr, never mixed into the output.
+    log.configure("warning", "console", stream=sys.stderr)
     try:
         code: int = args.func(args)
     except AicoderError as exc:
