@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from aicoderd import log
 from aicoderd.errors import AicoderError
@@ -39,15 +40,28 @@ def run(
     """Run ``cmd``; return its combined output, or raise :class:`CommandError`. ``env``
     changes the inherited environment: a value sets a variable, None removes it."""
     logger.debug("execute", cmd=list(cmd))
+    proc = _completed(cmd, timeout, env, cwd, text=True, stdin=subprocess.DEVNULL)
+    output: str = (proc.stdout + proc.stderr).strip()
+    if check and proc.returncode != 0:
+        raise CommandError(
+            f"{' '.join(cmd)} failed (exit {proc.returncode}): {output}", proc.returncode, output
+        )
+    return output
+
+
+def _completed(
+    cmd: Sequence[str],
+    timeout: float,
+    env: Mapping[str, str | None] | None,
+    cwd: Path | None,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[Any]:
+    """``subprocess.run`` with output captured; a missing program or a timeout becomes a
+    :class:`CommandError`."""
     try:
-        proc = subprocess.run(
-            list(cmd),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            stdin=subprocess.DEVNULL,
-            env=_environment(env),
-            cwd=cwd,
+        env_ = _environment(env)
+        return subprocess.run(
+            list(cmd), capture_output=True, timeout=timeout, env=env_, cwd=cwd, **kwargs
         )
     except FileNotFoundError:
         raise CommandError(f"{cmd[0]} is not installed", None, "") from None
@@ -55,12 +69,6 @@ def run(
         raise CommandError(
             f"{' '.join(cmd)} did not finish within {timeout:.0f} s", None, ""
         ) from None
-    output = (proc.stdout + proc.stderr).strip()
-    if check and proc.returncode != 0:
-        raise CommandError(
-            f"{' '.join(cmd)} failed (exit {proc.returncode}): {output}", proc.returncode, output
-        )
-    return output
 
 
 def run_bytes(
@@ -74,27 +82,14 @@ def run_bytes(
     """Run ``cmd`` with ``input`` on its stdin; return its stdout as bytes (for binary output
     such as ``git cat-file --batch``), or raise :class:`CommandError` with its stderr."""
     logger.debug("execute", cmd=list(cmd), input_bytes=len(input))
-    try:
-        proc = subprocess.run(
-            list(cmd),
-            input=input,
-            capture_output=True,
-            timeout=timeout,
-            env=_environment(env),
-            cwd=cwd,
-        )
-    except FileNotFoundError:
-        raise CommandError(f"{cmd[0]} is not installed", None, "") from None
-    except subprocess.TimeoutExpired:
-        raise CommandError(
-            f"{' '.join(cmd)} did not finish within {timeout:.0f} s", None, ""
-        ) from None
+    proc = _completed(cmd, timeout, env, cwd, input=input)
     if proc.returncode != 0:
         output = proc.stderr.decode("utf-8", "replace").strip()
         raise CommandError(
             f"{' '.join(cmd)} failed (exit {proc.returncode}): {output}", proc.returncode, output
         )
-    return proc.stdout
+    stdout: bytes = proc.stdout
+    return stdout
 
 
 def _environment(changes: Mapping[str, str | None] | None) -> dict[str, str] | None:

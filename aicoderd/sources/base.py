@@ -133,13 +133,9 @@ class SourceRun:
         self._seen.add(doc.uri)
         sha, data = self.files.digest(doc.text)
         outcome = self._outcome(doc.uri, sha)
-        if WRITER_THREADS and self._writer is None:
+        if self._writer is None:
             self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
-        if self._writer is not None:
-            written = self._writer.submit(self.files.put, sha, data, sync_dir=False)
-        else:
-            written = Future()
-            written.set_result(self.files.put(sha, data, sync_dir=False))
+        written = self._writer.submit(self.files.put, sha, data, sync_dir=False)
         self._writes.append((written, self.files.path_for(sha).parent))
         self._pending[doc.uri] = (
             NewDocument(

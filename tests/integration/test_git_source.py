@@ -8,7 +8,6 @@ count the documents handed to ``put``: that is how "only changed files are read"
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,6 +25,7 @@ from aicoderd.sources.git import remote_of
 from aicoderd.sources.gitrepo import GitRepo
 from aicoderd.store import DocumentFiles, Store
 from tests.conftest import DaemonProc, wait_for
+from tests.integration import site
 from tests.integration.site import run_dying, source_state
 
 MIT = """MIT License
@@ -131,17 +131,7 @@ def sync(data_dir: Path, config: dict[str, Any]) -> CountingRun:
 
 def stored(data_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
     """Path → (text, meta) of the documents the source holds now."""
-    store = Store(data_dir / "state.db")
-    files = DocumentFiles(data_dir / "documents")
-    with store.read() as db:
-        rows = db.execute(
-            "SELECT l.uri, l.meta, d.sha256 FROM locations l JOIN documents d"
-            " ON d.id = l.document_id WHERE l.source='git:repo' AND l.present=1"
-        ).fetchall()
-    store.close()
-    return {
-        r["uri"].rsplit("@", 1)[1]: (files.read(r["sha256"]), json.loads(r["meta"])) for r in rows
-    }
+    return {uri.rsplit("@", 1)[1]: doc for uri, doc in site.stored(data_dir, "git:repo").items()}
 
 
 def paths_of(run: CountingRun) -> set[str]:

@@ -41,6 +41,7 @@ from aicoderd.sources import youtube
 from aicoderd.sources.base import SourceRun, load_state, save_state
 from aicoderd.store import DocumentFiles, Store
 from tests.conftest import DaemonProc, wait_for
+from tests.integration import site
 
 API_KEY = "AIzaFakeKeyForTests_0123456789"
 CHANNEL = "UCaaaaaaaaaaaaaaaaaaaaaa"
@@ -265,18 +266,8 @@ def run_once(data_dir: Path, fake: FakeYouTube, via_proxy: bool = False, **optio
 
 
 def stored(data_dir: Path) -> dict[str, tuple[str, dict[str, Any]]]:
-    store = Store(data_dir / "state.db")
-    files = DocumentFiles(data_dir / "documents")
-    with store.read() as db:
-        rows = db.execute(
-            "SELECT l.uri, l.meta, d.sha256 FROM locations l JOIN documents d"
-            " ON d.id = l.document_id WHERE l.source=? AND l.present=1",
-            (KEY,),
-        ).fetchall()
-    store.close()
-    return {
-        r["uri"].rsplit("=", 1)[1]: (files.read(r["sha256"]), json.loads(r["meta"])) for r in rows
-    }
+    """Video id → (text, meta) of the documents the source holds now."""
+    return {uri.rsplit("=", 1)[1]: doc for uri, doc in site.stored(data_dir, KEY).items()}
 
 
 def counts(run: SourceRun) -> dict[str, int]:
