@@ -67,6 +67,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"folder {f['path']} ({f['mode']}): {f['pending']} pending")
         for src in s.get("sources", []):
             print(f"source {sources_cli.summary(src)}")
+        if c := s.get("corpus"):
+            snapshot = c["snapshot"] or "none yet"
+            print(
+                f"corpus: snapshot {snapshot}, {c['documents']} documents,"
+                f" ~{c['tokens_estimate']:,} tokens"
+            )
+        if p := s.get("pipeline"):
+            print(f"model: {p['current_model'] or 'none yet'}")
+            for stage in ("train", "finetune", "eval", "export", "deploy"):
+                st = p[stage]
+                detail = f" #{st['job_id']}" if st["job_id"] else ""
+                detail += f": {st['waiting_for']}" if st["waiting_for"] else ""
+                print(f"  {stage}: {st['state']}{detail}")
 
     _print(args, data, human)
     return protocol.EXIT_OK

@@ -243,3 +243,14 @@ def test_cli_doctor_reports_each_check(daemon: DaemonProc) -> None:
     assert any(x.startswith("problem") and " ollama " in x for x in lines)  # nothing on :9
     assert out.returncode == 1
     assert yaml.safe_load(daemon.config_path.read_text())  # untouched
+
+
+def test_cli_status_says_what_each_stage_waits_for(daemon: DaemonProc) -> None:
+    wait_for(lambda: daemon.status().get("pipeline") is not None)
+    out = daemon.cli("status")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "corpus: snapshot none yet, 0 documents, ~0 tokens" in lines
+    assert "model: none yet" in lines
+    assert "  train: waiting: the first corpus snapshot" in lines
+    assert any(line.startswith("  deploy: waiting: ") for line in lines)
