@@ -10,7 +10,6 @@ is never deployed.
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
+from aicoderd.export import inference
 from aicoderd.training import prompt
 
 # Code in several languages, whitespace runs, digits, and the prompt format's special tokens.
@@ -80,28 +79,6 @@ def _kl(p_logits: npt.NDArray[np.float64], q_logits: npt.NDArray[np.float64]) ->
     return (np.exp(lp) * (lp - lq)).sum(axis=-1)
 
 
-def _load_llama(path: Path, n_ctx: int) -> Any:
-    try:
-        import llama_cpp
-    except ImportError:
-        raise ExportError(
-            "the parity check needs llama-cpp-python: pip install 'aicoderd[verify]'"
-        ) from None
-    try:
-        return llama_cpp.Llama(
-            model_path=str(path),
-            n_ctx=n_ctx,
-            n_batch=n_ctx,
-            logits_all=True,
-            vocab_only=False,
-            n_threads=max(1, min(4, os.cpu_count() or 1)),
-            seed=0,
-            verbose=False,
-        )
-    except (ValueError, RuntimeError) as exc:
-        raise ExportError(f"llama.cpp cannot load {path}: {exc}") from exc
-
-
 def verify(
     gguf_path: Path,
     model_dir: Path,
@@ -122,7 +99,7 @@ def verify(
     _round_like_export(model, out_type)
     context = int(model.config.max_position_embeddings)
     hf_ids = [list(tok(p, add_special_tokens=True)["input_ids"])[:context] for p in prompts]
-    llm = _load_llama(gguf_path, max(len(ids) for ids in hf_ids) + 8)
+    llm = inference.load(gguf_path, n_ctx=max(len(ids) for ids in hf_ids) + 8, logits_all=True)
     problems: list[str] = []
     kls: list[Any] = []
     top1: list[Any] = []
