@@ -62,6 +62,9 @@ class JobsConfig(_Section):
     cancel_grace_seconds: float = Field(default=10.0, ge=0)
     max_attempts: int = Field(default=3, ge=1)
     plugins: list[str] = Field(default_factory=list)
+    nice: int = Field(default=10, ge=0, le=19)  # heavy jobs (training…) run this much nicer
+    idle_io: bool = True  # ...and with the lowest best-effort disk priority
+    keep_logs: int = Field(default=200, ge=1)  # job logs kept in data_dir/logs/jobs
 
 
 class EventsConfig(_Section):
@@ -472,6 +475,11 @@ class Settings(BaseSettings):
     def exports_dir(self) -> Path:
         """GGUFs written by the export job, kept until deployed (and a few after)."""
         return self.data_dir / "exports"
+
+    @property
+    def job_logs_dir(self) -> Path:
+        """``logs/jobs/<id>.log``: what each job's process logged (``aicoder jobs log ID``)."""
+        return self.data_dir / "logs" / "jobs"
 
     @property
     def models_dir(self) -> Path:

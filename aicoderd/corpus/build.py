@@ -30,9 +30,8 @@ from aicoderd.config import CorpusConfig
 # Importing the step modules registers them.
 from aicoderd.corpus import dedup, extract, normalize, quality, secrets, split  # noqa: F401
 from aicoderd.corpus.dataset import Row, RowWriter, count_rows, previous_rows
-from aicoderd.corpus.document import Doc
+from aicoderd.corpus.document import Doc, signature
 from aicoderd.corpus.inputs import InputDoc, Inputs, Refusal
-from aicoderd.corpus.ledger import Known, Ledger
 from aicoderd.corpus.minhash import EMPTY
 from aicoderd.corpus.snapshot import (
     CORPUS_TXT,
@@ -44,8 +43,9 @@ from aicoderd.corpus.snapshot import (
     Layout,
 )
 from aicoderd.corpus.steps import PIPELINE, STEPS, Pipeline, StepContext
-from aicoderd.errors import CorpusError
+from aicoderd.errors import BuildCancelled, CorpusError
 from aicoderd.fsutil import atomic_write, fsync_dir
+from aicoderd.store.ledger import Known, Ledger
 
 # Bump when a step decides differently: the next build of every corpus is then a full one.
 PIPELINE_VERSION = 1
@@ -55,10 +55,6 @@ _NOT_DECISIONS = {"auto_build", "debounce_seconds", "keep_snapshots", "batch_byt
 _REPLAY_WEIGHT = 256
 
 Progress = Callable[..., None]
-
-
-class BuildCancelled(CorpusError):
-    code = "corpus_build_cancelled"
 
 
 def decision_config(config: CorpusConfig) -> dict[str, Any]:
@@ -219,7 +215,11 @@ class Builder:
     def _process(
         self, ledger: Ledger, plan: Iterable[_Work], known: dict[str, Known], merge: _Merge
     ) -> Counter[str]:
-        context = StepContext(lookup=ledger.fingerprint)
+        def lookup(order: int) -> tuple[str, Any]:
+            doc_id, blob = ledger.fingerprint(order)
+            return doc_id, signature(blob)
+
+        context = StepContext(lookup=lookup)
         steps = [STEPS[name](self.config, context) for name in PIPELINE]
         self.pipeline = Pipeline(steps)
         deduper = next(s for s in steps if isinstance(s, dedup.Dedup))
@@ -231,7 +231,7 @@ class Builder:
                 raise BuildCancelled("the corpus build was cancelled")
             docs = [self._doc(w, ledger) for w in batch]
             self.pipeline.run(docs)
-            ledger.record(docs)
+            ledger.record([d.ledger_row() for d in docs])
             for doc, w in zip(docs, batch, strict=True):
                 was_kept = w.item.doc_id in known and known[w.item.doc_id].kept
                 counts["processed" if w.fresh else "replayed"] += 1
@@ -266,7 +266,8 @@ class Builder:
             with self._timed("read"):
                 doc.text = item.text if item.text is not None else item.load()
         else:
-            doc.exact, doc.signature = ledger.stored_fingerprint(item.doc_id)
+            doc.exact, blob = ledger.stored_fingerprint(item.doc_id)
+            doc.signature = signature(blob)
         return doc
 
     # -- publishing --------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from aicoderd.errors import IngestRefused
 from aicoderd.sources.extract import Extracted, ExtractLimits, extract
 from aicoderd.sources.folders import walk
 from aicoderd.sources.kinds import is_junk
-from aicoderd.store import DocumentFiles, Store
+from aicoderd.store import DocumentFiles
+from aicoderd.store.documents import Documents
 
 
 @dataclass(frozen=True)
@@ -76,22 +77,15 @@ class StoreInputs:
 
     mode = "store"
 
-    def __init__(self, store: Store, files: DocumentFiles) -> None:
-        self.store = store
+    def __init__(self, documents: Documents, files: DocumentFiles) -> None:
+        self.documents_table = documents
         self.files = files
         self._refused: list[Refusal] = []
         self._counts: dict[str, int] = {}
 
     def documents(self) -> Iterator[InputDoc]:
-        with self.store.read() as db:
-            rows = db.execute(
-                "SELECT id, sha256, source, uri, kind, language FROM documents"
-                " WHERE status='stored' ORDER BY id"
-            ).fetchall()
-            failed = db.execute(
-                "SELECT source, uri, failure_reason FROM documents WHERE status='failed'"
-                " ORDER BY id"
-            ).fetchall()
+        rows = self.documents_table.stored()
+        failed = self.documents_table.failed()
         self._counts = {"documents": len(rows), "max_id": rows[-1]["id"] if rows else 0}
         self._refused = [
             Refusal(r["source"], r["uri"], *_split_reason(r["failure_reason"] or "unknown"))

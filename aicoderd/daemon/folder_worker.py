@@ -207,7 +207,7 @@ class FolderWorker:
 
     def _mirror_diff(self, folder: FolderPlan, found: list[Candidate]) -> list[Candidate]:
         """Keep new and changed files; retire the places of files that are gone."""
-        known = self.ingestor.store.file_locations(folder.source)
+        known = self.ingestor.store.documents.file_locations(folder.source)
         seen = {str(c.path) for c in found}
         gone = [uri for uri in known if uri not in seen]
         if gone:
@@ -215,10 +215,10 @@ class FolderWorker:
         return [c for c in found if known.get(str(c.path)) != (c.size, c.mtime_ns)]
 
     def _retire(self, folder: FolderPlan, uris: list[str]) -> None:
-        n = self.ingestor.store.retire_locations(folder.source, uris)
+        n = self.ingestor.store.documents.retire_locations(folder.source, uris)
         if n:
             logger.info("mirror.retired", folder=str(folder.path), files=n)
-            self.ingestor.store.add_event(
+            self.ingestor.store.events.add(
                 "documents.retired", {"folder": str(folder.path), "files": n}
             )
             self.batches += 1  # the daemon wakes its event followers

@@ -78,7 +78,7 @@ class Ingestor:
         dirs = {d for w in work for d in w.dirs}
         list(self._pool.map(fsync_dir, dirs))  # durable before the commit that depends on it
         docs = [d for w in work for d in w.docs]
-        results = iter(self.store.record_documents(docs))
+        results = iter(self.store.documents.record(docs))
         for w in work:
             created = [next(results)[1] for _ in w.docs]
             if w.outcome.status == "stored" and not any(created):
@@ -117,7 +117,7 @@ class Ingestor:
         return self._stored(target, st, extracted)
 
     def _unchanged(self, target: Target, st: os.stat_result) -> bool:
-        row = self.store.location(target.source, str(target.path))
+        row = self.store.documents.location(target.source, str(target.path))
         return (
             row is not None
             and row["present"] == 1
@@ -211,7 +211,7 @@ class Ingestor:
     def _finish(self, w: _Work, touched: set[Path]) -> None:
         t = w.target
         if t.mode == "mirror" and w.outcome.status in ("stored", "duplicate") and w.members:
-            self.store.retire_members_except(t.source, str(t.path), w.members)
+            self.store.documents.retire_members_except(t.source, str(t.path), w.members)
         if t.mode != "consume" or w.outcome.status in ("missing", "unchanged"):
             return
         try:
@@ -248,7 +248,7 @@ class Ingestor:
                     reason=w.outcome.reason,
                     message=w.outcome.message,
                 )
-                self.store.add_event(
+                self.store.events.add(
                     "document.refused",
                     {
                         "path": w.outcome.path,
@@ -258,5 +258,5 @@ class Ingestor:
                 )
         stored = counts.get("stored", 0) + counts.get("duplicate", 0)
         if stored or counts.get("refused", 0):
-            self.store.add_event("ingest.batch", dict(counts))
+            self.store.events.add("ingest.batch", dict(counts))
             logger.info("ingest.batch", **counts)

@@ -28,11 +28,17 @@ from typing import Any
 
 from aicoderd import protocol
 from aicoderd.config import PipelineConfig
+from aicoderd.corpus.job_kinds import BUILD
+from aicoderd.export.job_kinds import EXPORT, Exported
+from aicoderd.jobctx import JobResult
+from aicoderd.ollama.job_kinds import DEPLOY
+from aicoderd.training.job_kinds import EVAL, FINETUNE, TRAIN, Evaluated, Trained
 
 PIPELINE = "pipeline"  # the params key that marks (and explains) a job the pipeline queued
-MODEL_KINDS = ("train", "finetune", "eval")  # one at a time: each changes what "current" is
-STAGES = ("train", "finetune", "eval", "export", "deploy")
-CORPUS_JOB = "corpus.build"
+# One at a time: each changes what "current" is.
+MODEL_KINDS = (TRAIN.name, FINETUNE.name, EVAL.name)
+STAGES = (TRAIN.name, FINETUNE.name, EVAL.name, EXPORT.name, DEPLOY.name)
+CORPUS_JOB = BUILD.name
 
 
 @dataclass(frozen=True)
@@ -41,7 +47,7 @@ class Job:
     kind: str
     state: str
     params: dict[str, Any]
-    result: dict[str, Any] | None = None
+    result: JobResult | None = None  # the kind's result type
     error: str | None = None
 
     @property
@@ -49,10 +55,6 @@ class Job:
         """What the pipeline noted when it queued this job ({} for a job queued by hand)."""
         value = self.params.get(PIPELINE)
         return value if isinstance(value, dict) else {}
-
-    @property
-    def out(self) -> dict[str, Any]:
-        return self.result or {}
 
     @property
     def succeeded(self) -> bool:
@@ -114,69 +116,70 @@ def decide(f: Facts, cfg: PipelineConfig) -> Plan:
 
 
 def _evaluate(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
-    if "eval" in plan.stages:
+    if EVAL.name in plan.stages:
         return
-    trained = _newest(f.last.get("train"), f.last.get("finetune"))
-    last = f.last.get("eval")
-    version = trained.out.get("version") if trained is not None else None
+    trained = _newest(f.last.get(TRAIN.name), f.last.get(FINETUNE.name))
+    last = f.last.get(EVAL.name)
+    version = trained.result.version if trained and isinstance(trained.result, Trained) else None
     if trained is None or not version or not _unanswered(trained, last):
-        plan.wait("eval", "a new model from train or finetune", last)
+        plan.wait(EVAL.name, "a new model from train or finetune", last)
     else:
         why = f"{trained.kind} job {trained.id} made model {version}: the gate decides"
-        plan.queue("eval", {"model": version}, {"after": trained.id}, why)
+        plan.queue(EVAL.name, {"model": version}, {"after": trained.id}, why)
 
 
 def _export(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
-    if "export" in plan.stages:
+    if EXPORT.name in plan.stages:
         return
     if not cfg.auto_export:
-        plan.stages["export"] = Stage("disabled", "pipeline.auto_export is false")
+        plan.stages[EXPORT.name] = Stage("disabled", "pipeline.auto_export is false")
         return
-    gate = f.last.get("eval")
-    last = f.last.get("export")
+    gate = f.last.get(EVAL.name)
+    last = f.last.get(EXPORT.name)
     model = gate.params.get("model") if gate is not None else None
-    if gate is None or not gate.out.get("promoted") or not model or not _unanswered(gate, last):
-        plan.wait("export", "a model the evaluation gate promotes", last)
+    promoted = gate is not None and isinstance(gate.result, Evaluated) and gate.result.promoted
+    if gate is None or not promoted or not model or not _unanswered(gate, last):
+        plan.wait(EXPORT.name, "a model the evaluation gate promotes", last)
     elif model != f.model:
-        plan.wait("export", f"a newly promoted model ({model} is no longer current)", last)
+        plan.wait(EXPORT.name, f"a newly promoted model ({model} is no longer current)", last)
     else:
         why = f"eval job {gate.id} promoted {model}"
-        plan.queue("export", {"model": model}, {"after": gate.id}, why)
+        plan.queue(EXPORT.name, {"model": model}, {"after": gate.id}, why)
 
 
 def _deploy(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
-    if "deploy" in plan.stages:
+    if DEPLOY.name in plan.stages:
         return
     if not cfg.auto_deploy:
-        plan.stages["deploy"] = Stage("disabled", "pipeline.auto_deploy is false")
+        plan.stages[DEPLOY.name] = Stage("disabled", "pipeline.auto_deploy is false")
         return
-    export = f.last.get("export")
-    last = f.last.get("deploy")
+    export = f.last.get(EXPORT.name)
+    last = f.last.get(DEPLOY.name)
     model = export.params.get("model") if export is not None else None
-    gguf = export.out.get("gguf") if export is not None else None
+    gguf = export.result.gguf if export and isinstance(export.result, Exported) else None
     if export is None or not gguf or not _unanswered(export, last):
-        plan.wait("deploy", "a verified export of a promoted model", last)
+        plan.wait(DEPLOY.name, "a verified export of a promoted model", last)
     elif model != f.model:
-        plan.wait("deploy", f"a newly promoted model ({model} is no longer current)", last)
+        plan.wait(DEPLOY.name, f"a newly promoted model ({model} is no longer current)", last)
     else:
         why = f"export job {export.id} wrote and verified {gguf}"
-        plan.queue("deploy", {"gguf": gguf}, {"after": export.id}, why)
+        plan.queue(DEPLOY.name, {"gguf": gguf}, {"after": export.id}, why)
 
 
 def _train(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
-    if "train" in plan.stages:
+    if TRAIN.name in plan.stages:
         return
     if not cfg.auto_train:
-        plan.stages["train"] = Stage("disabled", "pipeline.auto_train is false")
+        plan.stages[TRAIN.name] = Stage("disabled", "pipeline.auto_train is false")
         return
-    last = f.last.get("train")
+    last = f.last.get(TRAIN.name)
     if f.snapshot is None:
-        plan.wait("train", "the first corpus snapshot", last)
+        plan.wait(TRAIN.name, "the first corpus snapshot", last)
         return
     if f.model is None:
         need = cfg.first_model_min_tokens
         if f.tokens < need:
-            plan.wait("train", f"{f.tokens:,} of {need:,} tokens for the first model", last)
+            plan.wait(TRAIN.name, f"{f.tokens:,} of {need:,} tokens for the first model", last)
             return
         why = f"snapshot {f.snapshot} has {f.tokens:,} tokens (first model: {need:,})"
     else:
@@ -186,42 +189,42 @@ def _train(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
         if grown < need:
             since = f.model_snapshot or "an unknown snapshot"
             text = f"{max(grown, 0):,} of {need:,} new tokens since {f.model}'s corpus ({since})"
-            plan.wait("train", text, last)
+            plan.wait(TRAIN.name, text, last)
             return
         why = f"the corpus grew by {grown:,} tokens since {f.model}'s (retrain: {need:,})"
     if last is not None and last.mark.get("snapshot") == f.snapshot:
         text = f"a corpus snapshot newer than {f.snapshot} (train job {last.id} used it)"
-        plan.wait("train", text, last)
+        plan.wait(TRAIN.name, text, last)
         return
     busy = _busy(f, plan, with_corpus=True)
     if busy:
-        plan.wait("train", f"{busy} to end ({why})", last)
+        plan.wait(TRAIN.name, f"{busy} to end ({why})", last)
         return
     mark = {"snapshot": f.snapshot, "tokens": f.tokens}
-    plan.queue("train", {}, mark, why)
+    plan.queue(TRAIN.name, {}, mark, why)
 
 
 def _finetune(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
-    if "finetune" in plan.stages:
+    if FINETUNE.name in plan.stages:
         return
     if not cfg.auto_finetune:
-        plan.stages["finetune"] = Stage("disabled", "pipeline.auto_finetune is false")
+        plan.stages[FINETUNE.name] = Stage("disabled", "pipeline.auto_finetune is false")
         return
-    last = f.last.get("finetune")
+    last = f.last.get(FINETUNE.name)
     if f.model is None:
-        plan.wait("finetune", "a current model (the first train and its promotion)", last)
+        plan.wait(FINETUNE.name, "a current model (the first train and its promotion)", last)
         return
     need = cfg.finetune_min_feedback
     if f.new_feedback < need:
         text = f"{f.new_feedback:,} of {need:,} new feedback records for {f.model}"
-        plan.wait("finetune", text, last)
+        plan.wait(FINETUNE.name, text, last)
         return
     why = f"{f.new_feedback:,} new feedback records for {f.model} (finetune: {need:,})"
     busy = _busy(f, plan, with_corpus=False)
     if busy:
-        plan.wait("finetune", f"{busy} to end ({why})", last)
+        plan.wait(FINETUNE.name, f"{busy} to end ({why})", last)
         return
-    plan.queue("finetune", {"base": f.model}, {"feedback": f.new_feedback}, why)
+    plan.queue(FINETUNE.name, {"base": f.model}, {"feedback": f.new_feedback}, why)
 
 
 def _busy(f: Facts, plan: Plan, *, with_corpus: bool) -> str | None:

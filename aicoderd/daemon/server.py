@@ -14,7 +14,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
@@ -25,11 +25,43 @@ from aicoderd import __version__, log, paths, protocol
 from aicoderd.daemon import schemas
 from aicoderd.errors import AicoderError, BadRequest
 
-if TYPE_CHECKING:
-    from aicoderd.daemon.main import Daemon
-
 logger = log.get(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DaemonApi(Protocol):
+    """What the API needs from the daemon, and nothing more."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def status(self) -> schemas.Status: ...
+
+    def documents(
+        self, status: str | None, source: str | None, limit: int, after: int
+    ) -> list[dict[str, Any]]: ...
+
+    def events_since(self, seq: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def wait_for_event(self, timeout: float) -> None: ...
+
+    def submit_job(self, kind: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def cancel_job(self, job_id: int) -> dict[str, Any]: ...
+
+    def job_log(self, job_id: int, offset: int) -> tuple[bytes, int]: ...
+
+    def sources(self) -> list[dict[str, Any]]: ...
+
+    def fetch_source(self, name: str) -> dict[str, Any]: ...
+
+    async def ingest_paths(self, paths: list[Path]) -> list[dict[str, Any]]: ...
+
+    async def reload(self) -> list[str]: ...
+
+    def find_jobs(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: int) -> dict[str, Any]: ...
 
 
 def peer_uid(request: web.Request) -> int | None:
@@ -72,7 +104,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 class Route:
     method: str
     path: str
-    handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+    handler: Callable[[DaemonApi, web.Request], Awaitable[web.StreamResponse]]
     summary: str
     response: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
@@ -98,40 +130,50 @@ def _int(request: web.Request, name: str, default: int) -> int:
         raise BadRequest(f"query parameter {name} must be an integer") from None
 
 
-async def get_status(d: Daemon, request: web.Request) -> web.Response:
-    return web.json_response(await d.status())
+async def get_status(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.json_response((await d.status()).model_dump(mode="json"))
 
 
-async def get_documents(d: Daemon, request: web.Request) -> web.Response:
+async def get_documents(d: DaemonApi, request: web.Request) -> web.Response:
     limit = max(1, min(_int(request, "limit", 100), 1000))
-    docs = d.store.list_documents(
-        status=request.query.get("status"),
-        source=request.query.get("source"),
-        limit=limit,
-        after_id=_int(request, "after", 0),
+    docs = await asyncio.to_thread(
+        d.documents,
+        request.query.get("status"),
+        request.query.get("source"),
+        limit,
+        _int(request, "after", 0),
     )
     nxt = docs[-1]["id"] if len(docs) == limit else None
     return web.json_response({"documents": docs, "next_after": nxt})
 
 
-async def get_jobs(d: Daemon, request: web.Request) -> web.Response:
-    jobs = d.jobs.find(request.query.get("state"), limit=_int(request, "limit", 100))
+async def get_jobs(d: DaemonApi, request: web.Request) -> web.Response:
+    jobs = await asyncio.to_thread(
+        d.find_jobs, request.query.get("state"), _int(request, "limit", 100)
+    )
     return web.json_response({"jobs": jobs})
 
 
-async def get_job(d: Daemon, request: web.Request) -> web.Response:
-    return web.json_response(d.jobs.get(_path_id(request)))
+async def get_job_log(d: DaemonApi, request: web.Request) -> web.Response:
+    data, size = await asyncio.to_thread(d.job_log, _path_id(request), _int(request, "offset", 0))
+    return web.Response(
+        body=data,
+        headers={"Content-Type": "text/plain; charset=utf-8", "X-Log-Size": str(size)},
+    )
 
 
-async def post_job(d: Daemon, request: web.Request) -> web.Response:
+async def get_job(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.json_response(d.get_job(_path_id(request)))
+
+
+async def post_job(d: DaemonApi, request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.JobSubmit)
-    job = d.jobs.submit(body.kind, body.params)
-    d.runner.wake()
+    job = d.submit_job(body.kind, body.params)
     return web.json_response(job, status=201)
 
 
-async def delete_job(d: Daemon, request: web.Request) -> web.Response:
-    job = await d.runner.cancel(_path_id(request), d.settings.jobs.cancel_grace_seconds)
+async def delete_job(d: DaemonApi, request: web.Request) -> web.Response:
+    job = await d.cancel_job(_path_id(request))
     return web.json_response(job)
 
 
@@ -142,13 +184,13 @@ def _path_id(request: web.Request) -> int:
         raise BadRequest("job id must be an integer") from None
 
 
-async def get_events(d: Daemon, request: web.Request) -> web.StreamResponse:
+async def get_events(d: DaemonApi, request: web.Request) -> web.StreamResponse:
     since = _int(request, "since", 0)
     follow = request.query.get("follow", "0") not in ("0", "false", "")
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     while True:
-        batch = await asyncio.to_thread(d.store.events_since, since, 1000)
+        batch = await asyncio.to_thread(d.events_since, since, 1000)
         for event in batch:
             await resp.write(json.dumps(event).encode() + b"\n")
             since = event["seq"]
@@ -161,21 +203,21 @@ async def get_events(d: Daemon, request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def post_ingest(d: Daemon, request: web.Request) -> web.Response:
+async def post_ingest(d: DaemonApi, request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.IngestRequest)
     outcomes = await d.ingest_paths([Path(p) for p in body.paths])
     return web.json_response({"outcomes": outcomes})
 
 
-async def post_reload(d: Daemon, request: web.Request) -> web.Response:
+async def post_reload(d: DaemonApi, request: web.Request) -> web.Response:
     problems = await d.reload()
     return web.json_response(
         {"reloaded": not problems, "problems": problems}, status=200 if not problems else 400
     )
 
 
-async def get_metrics(d: Daemon, request: web.Request) -> web.Response:
-    status = await d.status()
+async def get_metrics(d: DaemonApi, request: web.Request) -> web.Response:
+    status = (await d.status()).model_dump(mode="json")
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_StatusCollector(status))
     return web.Response(
@@ -184,17 +226,16 @@ async def get_metrics(d: Daemon, request: web.Request) -> web.Response:
     )
 
 
-async def get_sources(d: Daemon, request: web.Request) -> web.Response:
-    stored = await asyncio.to_thread(d.scheduler.read)
-    return web.json_response({"sources": d.scheduler.status(stored)})
+async def get_sources(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.json_response({"sources": await asyncio.to_thread(d.sources)})
 
 
-async def post_source_fetch(d: Daemon, request: web.Request) -> web.Response:
-    job = d.scheduler.submit(request.match_info["name"], force=True)
+async def post_source_fetch(d: DaemonApi, request: web.Request) -> web.Response:
+    job = d.fetch_source(request.match_info["name"])
     return web.json_response(job, status=201)
 
 
-async def get_openapi(d: Daemon, request: web.Request) -> web.Response:
+async def get_openapi(d: DaemonApi, request: web.Request) -> web.Response:
     return web.json_response(openapi())
 
 
@@ -239,6 +280,13 @@ ROUTES = [
     Route("GET", "/v1/jobs", get_jobs, "Jobs, newest first (state, limit)", schemas.JobList),
     Route("POST", "/v1/jobs", post_job, "Queue a job", schemas.Job, schemas.JobSubmit),
     Route("GET", "/v1/jobs/{id}", get_job, "One job", schemas.Job),
+    Route(
+        "GET",
+        "/v1/jobs/{id}/log",
+        get_job_log,
+        "What the job's process logged, from byte offset (offset=N); X-Log-Size says how far",
+        text=True,
+    ),
     Route(
         "DELETE", "/v1/jobs/{id}", delete_job, "Cancel a job (SIGTERM, then SIGKILL)", schemas.Job
     ),
@@ -330,7 +378,7 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: DaemonApi) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=16 * 2**20)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, _bind(daemon, r.handler))
@@ -338,7 +386,7 @@ def build_app(daemon: Daemon) -> web.Application:
 
 
 def _bind(
-    daemon: Daemon, handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+    daemon: DaemonApi, handler: Callable[[DaemonApi, web.Request], Awaitable[web.StreamResponse]]
 ) -> Handler:
     async def bound(request: web.Request) -> web.StreamResponse:
         return await handler(daemon, request)

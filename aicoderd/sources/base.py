@@ -24,8 +24,6 @@ is the final state saved.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -173,13 +171,13 @@ class SourceRun:
         """``uri`` has a present document: from an earlier run, or put in this one."""
         if uri in self._pending:
             return True
-        row = self.store.location(self.key, uri)
+        row = self.store.documents.location(self.key, uri)
         return row is not None and bool(row["present"])
 
     def retire(self, uris: Iterable[str]) -> None:
         uris = list(uris)
         if uris:
-            self.counts["retired"] += self.store.retire_locations(self.key, uris)
+            self.counts["retired"] += self.store.documents.retire_locations(self.key, uris)
 
     def flush(self, *, with_state: bool = True) -> None:
         """Commit the pending puts: their content folders fsynced, then one transaction with
@@ -194,13 +192,10 @@ class SourceRun:
             for directory in dirs:
                 fsync_dir(directory)
         pending = list(self._pending.values())
-        state = json.dumps(self.state) if with_state else None
-
-        def then(db: sqlite3.Connection) -> None:
-            if state is not None:
-                _save_state(db, self.name, state)
-
-        self.store.record_documents([doc for doc, _ in pending], then=then)
+        with self.store.transaction() as tx:
+            tx.documents.record([doc for doc, _ in pending])
+            if with_state:
+                tx.sources.save_state(self.name, self.state)
         self._pending.clear()
         self._writes.clear()
         self._batch_started = None
@@ -212,7 +207,7 @@ class SourceRun:
         (a git source's last commit) is recorded only after everything it implies."""
         self.flush(with_state=False)
         if self.complete and not self.cancelled:
-            present = self.store.file_locations(self.key)
+            present = self.store.documents.file_locations(self.key)
             self.retire(uri for uri in present if uri not in self._seen)
         self.flush()
         self.close()
@@ -234,71 +229,9 @@ class SourceRun:
 
     def _outcome(self, uri: str, sha: str) -> str:
         """What a put of ``sha`` at ``uri`` does to the committed store."""
-        with self.store.read() as db:
-            row = db.execute(
-                "SELECT l.present, l.document_id, d.sha256 FROM locations l LEFT JOIN documents d"
-                " ON d.id = l.document_id WHERE l.source=? AND l.uri=?",
-                (self.key, uri),
-            ).fetchone()
-        if row is None or row["present"] == 0:
+        row = self.store.documents.placed(self.key, uri)
+        if row is None or not row.present:
             return "added"
-        if row["document_id"] is not None and row["sha256"] == sha:
+        if row.document_id is not None and row.sha256 == sha:
             return "unchanged"
         return "updated"
-
-
-def load_state(store: Store, name: str) -> dict[str, Any]:
-    with store.read() as db:
-        row = db.execute("SELECT state FROM source_state WHERE name=?", (name,)).fetchone()
-    return {} if row is None else dict(json.loads(row["state"]))
-
-
-def save_state(store: Store, name: str, state: dict[str, Any]) -> None:
-    with store.write() as db:
-        _save_state(db, name, json.dumps(state))
-
-
-def _save_state(db: sqlite3.Connection, name: str, state: str) -> None:
-    db.execute(
-        "INSERT INTO source_state (name, state) VALUES (?, ?) ON CONFLICT(name)"
-        " DO UPDATE SET state=excluded.state",
-        (name, state),
-    )
-
-
-def record_run(
-    store: Store,
-    name: str,
-    job_id: int | None,
-    started: float,
-    outcome: str,
-    counts: Counter[str],
-    error: str | None,
-) -> None:
-    with store.write() as db:
-        db.execute(
-            "INSERT INTO source_runs (name, job_id, started, finished, outcome, added, updated,"
-            " unchanged, retired, failed, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                name,
-                job_id,
-                started,
-                time.time(),
-                outcome,
-                counts["added"],
-                counts["updated"],
-                counts["unchanged"],
-                counts["retired"],
-                counts["failed"],
-                error,
-            ),
-        )
-
-
-def last_runs(store: Store) -> dict[str, dict[str, Any]]:
-    """The newest run of every source that ever ran."""
-    with store.read() as db:
-        rows = db.execute(
-            "SELECT * FROM source_runs WHERE id IN (SELECT MAX(id) FROM source_runs GROUP BY name)"
-        ).fetchall()
-    return {r["name"]: dict(r) for r in rows}

@@ -242,7 +242,7 @@ class _Sync:
         """Only what changed since ``old``; every other stored file is kept as it is."""
         changed = self.repo.changes(old, self.commit) if old != self.commit else []
         touched = {self.uri(c.path) for c in changed}
-        for uri in self.run.store.file_locations(self.run.key):
+        for uri in self.run.store.documents.file_locations(self.run.key):
             if uri not in touched:
                 self.run.keep(uri)
         self.run.retire(self.uri(c.path) for c in changed if c.status == "D")

@@ -156,6 +156,30 @@ def test_job_runs_in_a_child_process_and_reports_progress(daemon: DaemonProc) ->
     assert types.count("job.progress") == 5 and "job.succeeded" in types
 
 
+def test_a_jobs_log_is_kept_apart_from_its_messages(daemon: DaemonProc) -> None:
+    """What a job's process logs or prints never reaches the result channel: it lands in the
+    job's log (API and `aicoder jobs log`) and in the daemon's log, tagged with the job."""
+    job_id = daemon.client.post("/v1/jobs", json={"kind": "test.chatty"}).json()["id"]
+    done = wait_for(
+        lambda: (j := daemon.get(f"/v1/jobs/{job_id}").json())["state"] == "succeeded" and j
+    )
+    assert done["result"] == {"said": 3} and done["progress"] == {"step": 1, "total": 1}
+    resp = daemon.get(f"/v1/jobs/{job_id}/log")
+    text = resp.text
+    assert resp.headers["X-Log-Size"] == str(len(resp.content))
+    for line in ("chatty.working", "a library printing to stdout", "a warning on stderr"):
+        assert line in text
+    entry = next(json.loads(x) for x in text.splitlines() if "chatty.working" in x)
+    assert entry["job_id"] == job_id and entry["answer"] == 42
+    tail = daemon.get(f"/v1/jobs/{job_id}/log", params={"offset": len(resp.content) - 10})
+    assert tail.content == resp.content[-10:]
+    out = daemon.cli("jobs", "log", str(job_id))
+    assert out.returncode == 0 and "a warning on stderr" in out.stdout
+    forwarded = [x for x in daemon.logs().splitlines() if "chatty.working" in x]
+    assert forwarded and f'"job_id": {job_id}' in forwarded[0]
+    assert daemon.get("/v1/jobs/999999/log").status_code == 404
+
+
 def test_failed_and_skipped_jobs(daemon: DaemonProc) -> None:
     ids = [
         daemon.client.post("/v1/jobs", json={"kind": k}).json()["id"]
@@ -237,7 +261,9 @@ def test_sigterm_requeues_running_job_and_exits_cleanly(make_daemon) -> None:
     assert time.monotonic() - t0 < 15
     assert not d.socket.exists()
     d.start()
-    assert d.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running")
+    again = wait_for(lambda: (j := d.get(f"/v1/jobs/{job_id}").json())["attempts"] == 2 and j)
+    assert again["state"] == "running"  # requeued by the shutdown, started again
+    d.client.delete(f"/v1/jobs/{job_id}")
 
 
 def test_second_daemon_on_the_same_data_dir_refuses(daemon: DaemonProc) -> None:

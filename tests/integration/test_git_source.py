@@ -20,7 +20,7 @@ import pytest
 from aicoderd.config import Settings
 from aicoderd.errors import SourceError
 from aicoderd.sources import git as git_source
-from aicoderd.sources.base import FetchedDocument, SourceRun, load_state, save_state
+from aicoderd.sources.base import FetchedDocument, SourceRun
 from aicoderd.sources.git import remote_of
 from aicoderd.sources.gitrepo import GitRepo
 from aicoderd.store import DocumentFiles, Store
@@ -117,13 +117,13 @@ def sync(data_dir: Path, config: dict[str, Any]) -> CountingRun:
         settings=settings,
         store=store,
         files=DocumentFiles(settings.documents_dir),
-        state=load_state(store, config["name"]),
+        state=store.sources.state(config["name"]),
     )
     run.puts = []
     try:
         git_source.fetch(run)
         run.finish()
-        save_state(store, config["name"], run.state)
+        store.sources.save_state(config["name"], run.state)
     finally:
         store.close()
     return run

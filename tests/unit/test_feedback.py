@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aicoderd.errors import FeedbackError
-from aicoderd.sources.feedback import FeedbackTail, TailLine, TailState, parse_line
+from aicoderd.sources.feedback_file import FeedbackTail, TailLine, TailState, parse_line
 
 RECORD: dict[str, Any] = {
     "schema": 1,

@@ -151,5 +151,5 @@ def test_the_folder_worker_ingests_what_it_finds_and_what_it_hears(tmp_path: Pat
     progress = [m for m in sent if isinstance(m, Progress)]
     assert progress[-1] == Progress(1, "inotify", (0,), 0)
     assert sum(p.batches for p in progress) >= 1
-    assert store.document_counts()["by_status"] == {"stored": 2}
+    assert store.documents.counts()["by_status"] == {"stored": 2}
     store.close()

@@ -13,9 +13,10 @@ from typing import Any
 
 from aicoderd import protocol
 from aicoderd.config import PipelineConfig, Settings
-from aicoderd.daemon.jobs import JobQueue
+from aicoderd.daemon.job_kinds import REGISTRY
 from aicoderd.daemon.pipeline import ModelPipeline
 from aicoderd.daemon.policy import PIPELINE, Facts, Job, decide
+from aicoderd.daemon.runner import JobQueue
 from aicoderd.store import Store
 from aicoderd.training import versions
 
@@ -37,7 +38,7 @@ def job(
     params: dict[str, Any] = {PIPELINE: mark} if mark else {}
     if kind in ("eval", "export") and "model" in mark:
         params["model"] = mark["model"]
-    return Job(id, kind, state, params, result)
+    return Job(id, kind, state, params, REGISTRY[kind].parse(result))
 
 
 def kinds(facts: Facts, cfg: PipelineConfig = CFG) -> list[str]:
@@ -154,16 +155,16 @@ def make_model(data: Path, version: str, metrics: dict[str, Any]) -> Path:
 
 
 def finish(
-    q: JobQueue, job_id: int, result: dict[str, Any], state: str = protocol.SUCCEEDED
+    store: Store, job_id: int, result: dict[str, Any], state: str = protocol.SUCCEEDED
 ) -> None:
-    q.move(job_id, protocol.RUNNING, started=time.time())
-    q.move(job_id, state, finished=time.time(), result=result)
+    store.jobs.move(job_id, protocol.RUNNING, started=time.time())
+    store.jobs.move(job_id, state, finished=time.time(), result=result)
 
 
 def feedback(store: Store, n: int) -> None:
     recs = [{"id": str(uuid.uuid4()), "time": "2026-01-01T00:00:00Z", "model": "m",
              "verdict": "accepted"} for _ in range(n)]  # fmt: skip
-    store.commit_feedback(recs, "fb.jsonl", 0, None, 0)
+    store.feedback.commit(recs, "fb.jsonl", 0, None, 0)
 
 
 class Daemon:
@@ -187,7 +188,8 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     d = Daemon(settings)
     assert d.look() == []
     assert (
-        d.pipeline.view and d.pipeline.view["train"]["waiting_for"] == "the first corpus snapshot"
+        d.pipeline.view
+        and d.pipeline.view.train.model_dump()["waiting_for"] == "the first corpus snapshot"
     )
     publish_snapshot(data, "s1", 4000)
     assert d.look() == ["train"]
@@ -197,27 +199,28 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     assert d.look() == []
     [train] = d.jobs.find("queued")
     assert train["params"][PIPELINE]["snapshot"] == "s1"
-    assert d.pipeline.view and d.pipeline.view["train"] == {
+    assert d.pipeline.view and d.pipeline.view.train.model_dump() == {
         "state": "queued",
         "waiting_for": None,
         "job_id": train["id"],
+        "in_s": None,
     }
 
     make_model(data, "v1", {"kind": "pretrain", "corpus_snapshot": "s1"})
-    finish(d.jobs, train["id"], {"version": "v1"})
+    finish(d.store, train["id"], {"version": "v1"})
     assert d.look() == ["eval"]
     d.close()
     d = Daemon(settings)
     assert d.look() == []
     [ev] = d.jobs.find("queued")
     versions.promote(data / "models", data / "models" / "v1")
-    finish(d.jobs, ev["id"], {"promoted": True})
+    finish(d.store, ev["id"], {"promoted": True})
     assert d.look() == ["export"]
     [ex] = d.jobs.find("queued")
-    finish(d.jobs, ex["id"], {"gguf": str(data / "exports" / "v1-f16.gguf")})
+    finish(d.store, ex["id"], {"gguf": str(data / "exports" / "v1-f16.gguf")})
     assert d.look() == ["deploy"]
     [dep] = d.jobs.find("queued")
-    finish(d.jobs, dep["id"], {"name": "aicoder:v1"})
+    finish(d.store, dep["id"], {"name": "aicoder:v1"})
     d.close()
     d = Daemon(settings)
     assert d.look() == []
@@ -225,12 +228,12 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     # feedback: the threshold counts records since the last finetune of the current model
     feedback(d.store, 2)
     assert d.look() == []
-    assert d.pipeline.view and "2 of 3" in d.pipeline.view["finetune"]["waiting_for"]
+    assert d.pipeline.view and "2 of 3" in (d.pipeline.view.finetune.waiting_for or "")
     feedback(d.store, 1)
     assert d.look() == ["finetune"]
     [ft] = d.jobs.find("queued")
     assert ft["params"]["base"] == "v1"
-    finish(d.jobs, ft["id"], {}, protocol.FAILED)  # a failed finetune is not retried at once
+    finish(d.store, ft["id"], {}, protocol.FAILED)  # a failed finetune is not retried at once
     d.close()
     d = Daemon(settings)
     assert d.look() == []
@@ -239,10 +242,13 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
 
     # the corpus grows: the retrain counts from the snapshot v1 was trained on, s1
     [ft2] = d.jobs.find("queued")
-    finish(d.jobs, ft2["id"], {}, protocol.SKIPPED)
+    finish(d.store, ft2["id"], {}, protocol.SKIPPED)
     publish_snapshot(data, "s2", 4800)
     assert d.look() == []
-    assert d.pipeline.view and "800 of 1,000 new tokens" in d.pipeline.view["train"]["waiting_for"]
+    assert (
+        d.pipeline.view
+        and "800 of 1,000 new tokens" in d.pipeline.view.train.model_dump()["waiting_for"]
+    )
     publish_snapshot(data, "s3", 5200)
     assert d.look() == ["train"]
     d.close()

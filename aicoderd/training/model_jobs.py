@@ -1,5 +1,5 @@
-"""Daemon job kinds ``train``, ``finetune`` and ``eval`` (registered in
-``aicoderd.daemon.jobs``); each runs in the daemon's child process for the job.
+"""The functions of the job kinds ``train``, ``finetune`` and ``eval`` (declared in
+:mod:`aicoderd.training.job_kinds`); each runs in the job's child process.
 
 Models are versioned under ``data_dir/models/<version>/``; a run works in
 ``models/.<version>.partial/`` and is renamed into place once complete, so a version directory
@@ -19,9 +19,7 @@ from aicoderd.errors import JobSkipped, TrainingError
 from aicoderd.fsutil import fsync_dir
 from aicoderd.jobctx import JobContext
 from aicoderd.store import Store
-from aicoderd.training import evaluate as gate
-from aicoderd.training import launch, report, versions
-from aicoderd.training.feedback import read_feedback
+from aicoderd.training import gate, launch, preferences, report, versions
 from aicoderd.training.pretrain import CHECKPOINTS, Hooks
 
 
@@ -80,19 +78,33 @@ def run_train(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     return {"version": version, "model_dir": str(final), **_summary(metrics)}
 
 
+def _stored_feedback(settings: Settings) -> preferences.Feedback:
+    """The daemon's one truth about feedback: the records its follower stored."""
+    store = Store(settings.state_db)
+    try:
+        return preferences.from_store(store.feedback.records())
+    finally:
+        store.close()
+
+
 def run_finetune(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """params: base (default: the current model), feedback (default: config's files),
-    version, corpus (replay; default: the base model's corpus)."""
+    """params: base (default: the current model), version, corpus (replay; default: the base
+    model's corpus). The feedback is what the daemon stored in state.db."""
     from aicoderd.training.finetune import finetune
 
     settings = ctx.settings
+    if "feedback" in params:
+        raise TrainingError(
+            "the finetune job learns from the feedback the daemon stored; for files, run"
+            " `aicoder finetune --feedback FILE...`"
+        )
     models = settings.models_dir
     base = (
         versions.resolve(models, params["base"]) if params.get("base") else versions.current(models)
     )
     if base is None:
         raise JobSkipped("no current model to finetune (train and promote one first)")
-    files = [Path(f) for f in params.get("feedback") or settings.feedback_files()]
+    feedback = _stored_feedback(settings)
     version = params.get("version") or versions.new_version("finetune", ctx.job_id)
     final = versions.version_dir(models, version)
     partial = final.with_name(f".{version}.partial")
@@ -102,7 +114,7 @@ def run_finetune(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     corpus_dir = Path(corpus) if (Path(corpus) / "manifest.json").exists() else None
     metrics = finetune(
         base,
-        files,
+        feedback,
         partial,
         _config(settings, params),
         corpus_dir=corpus_dir,
@@ -125,18 +137,24 @@ def run_eval(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     against = against or versions.current(models)
     recorded = report.read_metrics(model).get("corpus_dir")
     corpus = Path(params.get("corpus") or recorded or settings.corpus_dir)
-    fb = read_feedback(settings.feedback_files())
+    fb = _stored_feedback(settings).examples
     device = settings.training.device
     result = gate.evaluate(model, corpus, fb, device=device)
     other = decision = None
     if against is not None and against.resolve() != model.resolve():
         other = gate.evaluate(against, corpus, fb, device=device)
-        decision = gate.gate(result, other, settings.training.gate_tolerance)
+        decision = gate.decide(result, other, settings.training.gate_tolerance)
     passed = decision.promoted if decision is not None else against is None
     promoted = passed and bool(params.get("promote", True))
     store = Store(settings.state_db)
     try:
-        gate.record(store, result, other, decision, settings.training.gate_tolerance, ctx.job_id)
+        store.evals.record(
+            result,
+            other,
+            decision.promoted if decision else None,
+            settings.training.gate_tolerance,
+            ctx.job_id,
+        )
     finally:
         store.close()
     if promoted:

@@ -12,10 +12,7 @@ from aicoderd.store import DocumentFiles, Store
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     store = Store(ctx.settings.state_db)
     files = DocumentFiles(ctx.settings.documents_dir)
-    with store.read() as db:
-        rows = db.execute(
-            "SELECT id, sha256 FROM documents WHERE status='stored' ORDER BY id"
-        ).fetchall()
+    rows = store.documents.stored()
     missing, corrupt = [], []
     for i, row in enumerate(rows, 1):
         if ctx.cancelled:

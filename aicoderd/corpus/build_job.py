@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from aicoderd.corpus.build import BuildCancelled, Builder
+from aicoderd.corpus.build import Builder
 from aicoderd.corpus.inputs import StoreInputs
-from aicoderd.errors import JobSkipped
+from aicoderd.errors import BuildCancelled, JobSkipped
 from aicoderd.jobctx import JobContext
 from aicoderd.store import DocumentFiles, Store
 
@@ -17,7 +17,7 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     store = Store(settings.state_db)
     try:
         builder = Builder(
-            StoreInputs(store, DocumentFiles(settings.documents_dir)),
+            StoreInputs(store.documents, DocumentFiles(settings.documents_dir)),
             settings.corpus_dir,
             settings.corpus,
             full=bool(params.get("full")),

@@ -9,19 +9,16 @@ current model's * (1 + tolerance). Every evaluation is recorded in ``model_evals
 
 from __future__ import annotations
 
-import json
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicoderd.errors import TrainingError
-from aicoderd.store import Store
 from aicoderd.training import likelihood, prompt, runtime
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.corpus import load_corpus
-from aicoderd.training.feedback import FeedbackSet
+from aicoderd.training.preferences import FeedbackSet
 
 if TYPE_CHECKING:
     import torch
@@ -103,38 +100,10 @@ def _stream_nll(
     return total, count
 
 
-def gate(candidate: dict[str, Any], current: dict[str, Any], tolerance: float) -> Decision:
+def decide(candidate: dict[str, Any], current: dict[str, Any], tolerance: float) -> Decision:
     """Promote when the candidate's loss per byte ≤ the current one's * (1 + tolerance)."""
     cand, cur = candidate["eval_loss_per_byte"], current["eval_loss_per_byte"]
     limit = cur * (1 + tolerance)
     if cand <= limit:
         return Decision(True, f"eval loss/byte {cand:.4f} <= {limit:.4f} (current {cur:.4f})")
     return Decision(False, f"eval loss/byte {cand:.4f} > {limit:.4f} (current {cur:.4f})")
-
-
-def record(
-    store: Store,
-    result: dict[str, Any],
-    against: dict[str, Any] | None = None,
-    decision: Decision | None = None,
-    tolerance: float | None = None,
-    job_id: int | None = None,
-) -> int:
-    """One row in ``model_evals``; its id."""
-    with store.write() as db:
-        cur = db.execute(
-            "INSERT INTO model_evals (time, model, against, corpus_snapshot, metrics,"
-            " against_metrics, tolerance, promoted, job_id) VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                time.time(),
-                result["model"],
-                against["model"] if against else None,
-                result["corpus_snapshot"],
-                json.dumps(result),
-                json.dumps(against) if against else None,
-                tolerance,
-                None if decision is None else int(decision.promoted),
-                job_id,
-            ),
-        )
-        return int(cur.lastrowid or 0)

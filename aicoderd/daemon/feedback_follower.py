@@ -8,12 +8,13 @@ import asyncio
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from aicoderd import log
 from aicoderd.config import Settings
 from aicoderd.errors import FeedbackError
 from aicoderd.fsutil import append_line
-from aicoderd.sources.feedback import FeedbackTail, TailState, parse_line
+from aicoderd.sources.feedback_file import FeedbackTail, TailLine, TailState, parse_line
 from aicoderd.store import Store
 
 logger = log.get(__name__)
@@ -33,7 +34,7 @@ class FeedbackFollower:
                 self.tails.pop(path).close()
         for path in wanted - set(self.tails):
             path.parent.mkdir(parents=True, exist_ok=True)
-            inode, offset = self.store.tail_state(str(path))
+            inode, offset = self.store.feedback.tail_state(str(path))
             self.tails[path] = FeedbackTail(path, TailState(inode, offset))
 
     def reconfigure(self, settings: Settings) -> None:
@@ -55,32 +56,45 @@ class FeedbackFollower:
 
     def poll_once(self, path: Path, tail: FeedbackTail) -> tuple[int, int]:
         lines, state = tail.poll()
-        if not lines and state == TailState(*self.store.tail_state(str(path))):
+        if not lines and state == TailState(*self.store.feedback.tail_state(str(path))):
             return 0, 0
-        valid, invalid = [], 0
+        valid: list[dict[str, Any]] = []
+        refused: list[tuple[TailLine, str]] = []
+        by_id: dict[str, TailLine] = {}
         for line in lines:
             try:
-                valid.append(parse_line(line.raw).model_dump(mode="json", by_alias=True))
+                record = parse_line(line.raw).model_dump(mode="json", by_alias=True)
             except FeedbackError as exc:
-                invalid += 1
-                append_line(
-                    self.rejected_file,
-                    json.dumps(
-                        {
-                            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                            "file": line.file,
-                            "offset": line.offset,
-                            "reason": str(exc),
-                            "line": line.raw.decode("utf-8", "replace"),
-                        }
-                    ),
-                )
-                logger.warning(
-                    "feedback.invalid_line", file=line.file, offset=line.offset, reason=str(exc)
-                )
-        added = self.store.commit_feedback(valid, str(path), invalid, state.inode, state.offset)
-        if added or invalid:
-            self.store.add_event(
-                "feedback.read", {"file": str(path), "valid": added, "invalid": invalid}
+                refused.append((line, str(exc)))
+                continue
+            valid.append(record)
+            by_id[record["id"]] = line
+        committed = self.store.feedback.commit(
+            valid, str(path), len(refused), state.inode, state.offset
+        )
+        for record in committed.conflicts:
+            reason = f"id {record['id']} is stored already with other content"
+            refused.append((by_id[record["id"]], reason))
+        for line, reason in refused:
+            self._set_aside(line, reason)
+        if committed.added or refused:
+            self.store.events.add(
+                "feedback.read",
+                {"file": str(path), "valid": committed.added, "invalid": len(refused)},
             )
-        return added, invalid
+        return committed.added, len(refused)
+
+    def _set_aside(self, line: TailLine, reason: str) -> None:
+        append_line(
+            self.rejected_file,
+            json.dumps(
+                {
+                    "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                    "file": line.file,
+                    "offset": line.offset,
+                    "reason": reason,
+                    "line": line.raw.decode("utf-8", "replace"),
+                }
+            ),
+        )
+        logger.warning("feedback.invalid_line", file=line.file, offset=line.offset, reason=reason)

@@ -8,7 +8,7 @@ from typing import Any
 
 from aicoderd.errors import JobSkipped, SourceError
 from aicoderd.jobctx import JobContext
-from aicoderd.sources.base import FETCHERS, SourceRun, load_state, record_run
+from aicoderd.sources.base import FETCHERS, SourceRun
 from aicoderd.store import DocumentFiles, Store
 
 
@@ -26,7 +26,7 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         settings=ctx.settings,
         store=store,
         files=DocumentFiles(ctx.settings.documents_dir),
-        state=load_state(store, name),
+        state=store.sources.state(name),
         progress=ctx.progress,
         is_cancelled=lambda: ctx.cancelled,
     )
@@ -46,11 +46,11 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             except Exception as flush_exc:
                 failure += f"; and the last batch could not be stored: {flush_exc}"
         src.close()
-        record_run(store, name, ctx.job_id, started, "failed", src.counts, failure)
+        store.sources.record_run(name, ctx.job_id, started, "failed", src.counts, failure)
         store.close()
         raise
     outcome = "cancelled" if ctx.cancelled else "partial" if src.errors else "succeeded"
     error = "; ".join(src.errors[:5]) or None
-    record_run(store, name, ctx.job_id, started, outcome, src.counts, error)
+    store.sources.record_run(name, ctx.job_id, started, outcome, src.counts, error)
     store.close()
     return {"source": name, "outcome": outcome, **dict(src.counts), "errors": src.errors[:20]}

@@ -1,4 +1,4 @@
-"""The ledger: what every build decided about every document, in its own SQLite file.
+"""The corpus ledger: what every build decided about every document, in its own SQLite file.
 
 One row per present document (kept or removed, with the reason, the dedup fingerprint and the
 order), plus the config fingerprint and the committed snapshot. A build changes it inside one
@@ -15,11 +15,10 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
-
-from aicoderd.corpus.document import Doc
-from aicoderd.corpus.minhash import U32
+import numpy.typing as npt
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -45,6 +44,26 @@ CREATE INDEX IF NOT EXISTS docs_dup_of ON docs(dup_of) WHERE dup_of IS NOT NULL;
 
 KEPT = "kept"
 REMOVED = "removed"
+
+
+class LedgerRow(NamedTuple):
+    """One document's decision, as the corpus stage records it."""
+
+    doc_id: str
+    order: int
+    source: str
+    uri: str
+    kind: str
+    language: str | None
+    status: str  # KEPT | REMOVED
+    reason: str | None
+    detail: str | None
+    dup_of: str | None
+    split: str | None
+    size: int | None  # bytes; None: a replayed document (no text), which keeps what was found
+    redactions: str | None  # JSON {kind: count}
+    exact: int | None
+    sig: bytes | None  # the MinHash signature, little-endian uint32
 
 
 @dataclass(frozen=True)
@@ -122,7 +141,7 @@ class Ledger:
                 f"DELETE FROM docs WHERE doc_id IN ({','.join('?' * len(chunk))})", chunk
             )
 
-    def record(self, docs: list[Doc]) -> None:
+    def record(self, rows: list[LedgerRow]) -> None:
         """Store each document's decision (and fingerprint, if it reached dedup)."""
         self.db.executemany(
             "INSERT INTO docs (doc_id, ord, source, uri, kind, language, status, reason, detail,"
@@ -133,18 +152,19 @@ class Ledger:
             " bytes=COALESCE(excluded.bytes, bytes), redactions=CASE WHEN excluded.bytes IS NULL"
             " THEN redactions ELSE excluded.redactions END,"
             " exact=COALESCE(excluded.exact, exact), sig=COALESCE(excluded.sig, sig)",
-            [_row(d) for d in docs],
+            rows,
         )
 
-    def fingerprint(self, order: int) -> tuple[str, U32 | None]:
+    def fingerprint(self, order: int) -> tuple[str, bytes | None]:
+        """(doc_id, signature blob) of the document at ``order``."""
         row = self.db.execute("SELECT doc_id, sig FROM docs WHERE ord=?", (order,)).fetchone()
         if row is None:
             raise KeyError(order)
-        return str(row[0]), _sig(row[1])
+        return str(row[0]), row[1]
 
     def kept_fingerprints(
         self, before: int | None, chunk: int = 4096
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, list[bytes | None]]]:
+    ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], list[bytes | None]]]:
         """Chunks of (orders, exact keys, signature blobs) of kept documents below ``before``."""
         sql = "SELECT ord, exact, sig FROM docs WHERE status=?"
         args: list[object] = [KEPT]
@@ -159,9 +179,10 @@ class Ledger:
                 [r[2] for r in rows],
             )
 
-    def stored_fingerprint(self, doc_id: str) -> tuple[int | None, U32 | None]:
+    def stored_fingerprint(self, doc_id: str) -> tuple[int | None, bytes | None]:
+        """(exact key, signature blob) recorded for ``doc_id``."""
         row = self.db.execute("SELECT exact, sig FROM docs WHERE doc_id=?", (doc_id,)).fetchone()
-        return (None, None) if row is None else (row[0], _sig(row[1]))
+        return (None, None) if row is None else (row[0], row[1])
 
     # -- what a manifest reports -------------------------------------------------------------
 
@@ -198,31 +219,6 @@ class Ledger:
         keys = ("doc_id", "source", "uri", "kind", "reason", "detail", "dup_of")
         for row in cur:
             yield dict(zip(keys, row, strict=True))
-
-
-def _row(d: Doc) -> tuple[object, ...]:
-    kept = d.removal is None
-    return (
-        d.doc_id,
-        d.order,
-        d.source,
-        d.uri,
-        d.kind,
-        d.language,
-        KEPT if kept else REMOVED,
-        None if kept else d.removal.reason,  # type: ignore[union-attr]
-        None if kept else d.removal.detail,  # type: ignore[union-attr]
-        None if kept else d.removal.dup_of,  # type: ignore[union-attr]
-        d.split if kept else None,
-        None if d.text is None else len(d.data),
-        json.dumps(dict(sorted(d.redactions.items()))) if d.redactions else None,
-        d.exact,
-        None if d.signature is None else d.signature.astype("<u4").tobytes(),
-    )
-
-
-def _sig(blob: bytes | None) -> U32 | None:
-    return None if blob is None else np.frombuffer(blob, dtype="<u4").astype(np.uint32)
 
 
 def _chunks(items: list[str], size: int) -> Iterator[list[str]]:

@@ -8,17 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import os
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import aicoderd
-from aicoderd import log
+from aicoderd import children, log
 from aicoderd.config import FolderConfig, Settings
 from aicoderd.daemon.folder_worker import (
     FolderPlan,
@@ -275,13 +272,11 @@ def plan(settings: Settings, generation: int, limits: ExtractLimits) -> Plan:
 def _spawn(fd: int, args: tuple[Path, Path, str, str]) -> subprocess.Popen[bytes]:
     """A fresh interpreter (not a fork of the daemon, nor multiprocessing, which would add its
     resource-tracker process) running :func:`folder_worker.main` on one end of a socket pair."""
-    package_root = str(Path(aicoderd.__file__).resolve().parents[1])
-    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p)
     return subprocess.Popen(
-        [sys.executable, "-c", WORKER_MAIN, str(fd), *map(str, args)],
+        children.python("-c", WORKER_MAIN, str(fd), *map(str, args)),
         pass_fds=[fd],
         stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": path},
+        env=children.environment(),
     )
 
 
