@@ -95,9 +95,15 @@ class Ingested:
 class FolderWorker:
     """Folder watching and ingestion on one thread; system calls inline (nothing else waits)."""
 
-    def __init__(self, ingestor: Ingestor, send: Callable[[object], None]):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        send: Callable[[object], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.ingestor = ingestor
         self.send = send
+        self.clock = clock
         self.plan: Plan | None = None
         self.watches: list[FolderWatch] = []
         self.watcher: Watcher | None = None
@@ -120,6 +126,7 @@ class FolderWorker:
                 on_ready=functools.partial(self._enqueue, i),
                 extra_junk=plan.extra_junk,
                 stuck_after=plan.stuck_after,
+                clock=self.clock,
             )
             for i, f in enumerate(plan.folders)
         ]
@@ -127,7 +134,8 @@ class FolderWorker:
             if not f.path.is_dir():  # a mirror folder removed since the config was read
                 logger.error("folder.missing", path=str(f.path))
         self.watcher = Watcher(on_overflow=self._overflowed, extra_junk=plan.extra_junk)
-        self.watcher.start([(f.path, f.recursive) for f in plan.folders if f.path.is_dir()])
+        roots = [(f.path, f.recursive, f.mode == "consume") for f in plan.folders]
+        self.watcher.start([root for root in roots if root[0].is_dir()])
         self.rescan()
         self.report()
 
@@ -150,7 +158,7 @@ class FolderWorker:
         self._dispatch(self.watcher.drain())
         for watch in self.watches:
             watch.tick()
-        if self.rescan_now or time.monotonic() >= self.next_scan:
+        if self.rescan_now or self.clock() >= self.next_scan:
             self.rescan()
         if self.queue:
             self._ingest_batch()
@@ -175,6 +183,8 @@ class FolderWorker:
     def _overflowed(self) -> None:
         logger.warning("folder.events_lost", action="rescanning")
         self.rescan_now = True
+        for watch in self.watches:
+            watch.writers_unknown()
 
     def _dispatch(self, events: list[FsEvent]) -> None:
         assert self.plan is not None
@@ -188,7 +198,7 @@ class FolderWorker:
                 elif event.deleted and folder.mode == "mirror":
                     gone.setdefault(i, []).append(str(event.path))
                 else:
-                    watch.touch(event.path)
+                    watch.touch(event.path, event.writing)
         for i, uris in gone.items():
             self._retire(self.plan.folders[i], uris)
 
@@ -198,7 +208,7 @@ class FolderWorker:
         interval = self.plan.rescan_interval
         if self.watcher is None or self.watcher.kind == "polling":
             interval = min(interval, POLL_SECONDS)
-        self.next_scan = time.monotonic() + interval
+        self.next_scan = self.clock() + interval
         for folder, watch in zip(self.plan.folders, self.watches, strict=True):
             found = list(walk(folder.path, recursive=folder.recursive, extra_junk=watch.extra_junk))
             if folder.mode == "mirror":

@@ -11,6 +11,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.conftest import DaemonProc, wait_for
 
 
@@ -43,20 +45,56 @@ def test_a_thousand_dropped_files_are_each_ingested_once(daemon: DaemonProc) -> 
     assert status["documents"]["by_source"] == {f"folder:{daemon.inbox}": 1000}
 
 
-def test_a_slowly_written_file_is_taken_once_and_whole(make_daemon) -> None:
-    d = make_daemon(ingest={"settle_seconds": 1.0}).start()
+@pytest.mark.parametrize("first_write", [True, False], ids=["pause-mid-file", "pause-before"])
+def test_a_writer_pausing_longer_than_the_settle_time_loses_nothing(
+    make_daemon, first_write: bool
+) -> None:
+    """The file stays while its writer holds it open (inotify), whatever the settle time."""
+    d = make_daemon(ingest={"settle_seconds": 0.2}).start()
     target = d.inbox / "slow.py"
-    chunks = [f"# chunk {i}\nx{i} = {i}\n" for i in range(8)]
-    with open(target, "w") as fh:
-        for chunk in chunks:
+    chunks = [f"# chunk {i}\nx{i} = {i}\n" for i in range(3)]
+    with open(target, "w") as fh:  # like `generate > slow.py`
+        if first_write:
+            fh.write(chunks[0])
+            fh.flush()
+        # Ten settle periods: long enough that the daemon surely looked (pending counts it).
+        wait_for(lambda: d.status()["documents"]["pending"] == 1, timeout=30)
+        time.sleep(2.0)
+        assert target.exists() and d.status()["documents"]["total"] == 0
+        for chunk in chunks[1 if first_write else 0 :]:
             fh.write(chunk)
             fh.flush()
-            time.sleep(0.3)
     wait_for(lambda: d.status()["documents"]["total"] == 1, timeout=30)
-    time.sleep(1.5)
+    d.wait_idle()
     rows = db_rows(d, "SELECT sha256 FROM documents")
-    assert len(rows) == 1
+    assert len(rows) == 1 and d.status()["documents"]["failed"] == 0
     assert stored_text(d, rows[0][0]) == "".join(chunks)
+    assert not (d.inbox / ".failed").exists()
+
+
+def test_a_file_its_writer_never_closes_is_reported_and_kept(make_daemon) -> None:
+    d = make_daemon(ingest={"settle_seconds": 0.2, "stuck_after_seconds": 1.0}).start()
+    target = d.inbox / "held.log.txt"
+    with open(target, "w") as fh:
+        fh.write("first line\n")
+        fh.flush()
+
+        def reported() -> bool:
+            return any(
+                e.get("event") == "folder.file_never_settles"
+                and e.get("path") == str(target)
+                and e.get("why") == "still open for writing"
+                for e in d.log_events()
+            )
+
+        wait_for(reported, timeout=30)
+        assert target.exists()
+        status = d.status()["documents"]
+        assert (status["total"], status["pending"]) == (0, 1)
+        fh.write("second line\n")
+    wait_for(lambda: d.status()["documents"]["total"] == 1, timeout=30)
+    (sha,) = db_rows(d, "SELECT sha256 FROM documents")[0]
+    assert stored_text(d, sha) == "first line\nsecond line\n"
 
 
 def test_same_content_under_other_names_is_one_document(daemon: DaemonProc) -> None:
