@@ -14,6 +14,7 @@ import os
 import stat
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Literal
 from aicoderd import log
 from aicoderd.errors import IngestRefused
 from aicoderd.fsutil import atomic_write, fsync_dir
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.sources.extract import Extracted, ExtractLimits, iter_extract
 from aicoderd.store import DocumentFiles, NewDocument, Store
 
 logger = log.get(__name__)
@@ -102,19 +103,19 @@ class Ingestor:
             return _Work(target, Outcome(uri, "missing"))
         if target.mode == "mirror" and self._unchanged(target, st):
             return _Work(target, Outcome(uri, "unchanged"))
-        data: bytes | None = None
         try:
             data = self._read(target.path, st)
-            extracted = extract(data, uri, self.limits)
         except IngestRefused as exc:
-            raw_sha = None if data is None else hashlib.sha256(data).hexdigest()
-            return self._refused(target, st, exc, raw_sha)
+            return self._refused(target, st, exc, raw_sha=None)
         except FileNotFoundError:
             return _Work(target, Outcome(uri, "missing"))
         except OSError as exc:
             refusal = IngestRefused("unreadable", f"cannot read the file: {exc.strerror or exc}")
             return self._refused(target, st, refusal, raw_sha=None)
-        return self._stored(target, st, extracted)
+        try:
+            return self._stored(target, st, iter_extract(data, uri, self.limits))
+        except IngestRefused as exc:  # content files already written stay unreferenced
+            return self._refused(target, st, exc, hashlib.sha256(data).hexdigest())
 
     def _unchanged(self, target: Target, st: os.stat_result) -> bool:
         row = self.store.location(target.source, str(target.path))
@@ -143,32 +144,17 @@ class Ingestor:
             raise IngestRefused("too_large", "file grew over the size limit while being read")
         return data
 
-    def _stored(self, target: Target, st: os.stat_result, extracted: list[Extracted]) -> _Work:
+    def _stored(self, target: Target, st: os.stat_result, extracted: Iterator[Extracted]) -> _Work:
+        """Write each document's file as extraction yields it, keeping only its digest: an
+        archive's members are never all in memory at once."""
         uri = str(target.path)
-        work = _Work(target, Outcome(uri, "stored", documents=len(extracted)))
-        is_archive = len(extracted) != 1 or extracted[0].name != uri
+        work = _Work(target, Outcome(uri, "stored"))
         for item in extracted:
-            sha, data = self.files.digest(item.text)
-            if self.files.put(sha, data, sync_dir=False):
-                work.dirs.add(self.files.path_for(sha).parent)
-            member = is_archive
+            work.docs.append(self._put(target, st, item, work.dirs))
             work.members.add(item.name)
-            work.docs.append(
-                NewDocument(
-                    source=target.source,
-                    uri=item.name,
-                    kind=item.kind,
-                    language=item.language,
-                    size=len(data),
-                    sha256=sha,
-                    status="stored",
-                    mtime_ns=None if member else st.st_mtime_ns,
-                    file_size=None if member else st.st_size,
-                    container=uri if member else None,
-                    retire_replaced=target.mode == "mirror",
-                )
-            )
-        if is_archive:
+            del item  # its text is not held while the next member is extracted
+        work.outcome.documents = len(work.docs)
+        if work.members != {uri}:
             # The archive's own place, so an unchanged archive is skipped on the next scan.
             work.docs.append(
                 NewDocument(
@@ -184,6 +170,28 @@ class Ingestor:
                 )
             )
         return work
+
+    def _put(
+        self, target: Target, st: os.stat_result, item: Extracted, dirs: set[Path]
+    ) -> NewDocument:
+        """Write one document's file (its folder is fsynced with the batch's)."""
+        sha, data = self.files.digest(item.text)
+        if self.files.put(sha, data, sync_dir=False):
+            dirs.add(self.files.path_for(sha).parent)
+        member = item.name != str(target.path)
+        return NewDocument(
+            source=target.source,
+            uri=item.name,
+            kind=item.kind,
+            language=item.language,
+            size=len(data),
+            sha256=sha,
+            status="stored",
+            mtime_ns=None if member else st.st_mtime_ns,
+            file_size=None if member else st.st_size,
+            container=str(target.path) if member else None,
+            retire_replaced=target.mode == "mirror",
+        )
 
     def _refused(
         self, target: Target, st: os.stat_result, exc: IngestRefused, raw_sha: str | None

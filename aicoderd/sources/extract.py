@@ -2,8 +2,10 @@
 
 Each document kind has one extractor in ``_EXTRACTORS``. Archives are opened in memory, never
 unpacked to disk and never followed through links; every member goes through the same
-extractors. Plain UTF-8 files take a fast path (NUL check, decode, newline fix) because the
-daemon must keep up with hundreds of small files a second.
+extractors, one at a time: :func:`iter_extract` yields each member's document before it reads
+the next, so memory stays bounded by ``max_file_bytes`` whatever the archive expands to. Plain
+UTF-8 files take a fast path (NUL check, decode, newline fix) because the daemon must keep up
+with hundreds of small files a second.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
@@ -51,14 +53,24 @@ class Extracted:
 
 def extract(data: bytes, name: str, limits: ExtractLimits) -> list[Extracted]:
     """The documents in one file; raises IngestRefused when it cannot enter the corpus."""
+    return list(iter_extract(data, name, limits))
+
+
+def iter_extract(data: bytes, name: str, limits: ExtractLimits) -> Iterator[Extracted]:
+    """The documents in one file, each yielded before the next archive member is read.
+
+    Raises IngestRefused, possibly after some documents were yielded (a corrupt or bomb
+    archive is found out as it is read): the caller then refuses the whole file.
+    """
     if len(data) > limits.max_file_bytes:
         raise IngestRefused(
             "too_large", f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}"
         )
     kind, language = kind_of(name, data[:HEAD_BYTES])
     if kind == ARCHIVE:
-        return _extract_archive(data, name, language, limits)
-    return [_extract_one(data, name, kind, language)]
+        yield from _extract_archive(data, name, language, limits)
+    else:
+        yield _extract_one(data, name, kind, language)
 
 
 def _extract_one(data: bytes, name: str, kind: str, language: str | None) -> Extracted:
@@ -303,20 +315,31 @@ _CORRUPT = (
 
 def _extract_archive(
     data: bytes, name: str, archive_format: str | None, limits: ExtractLimits
-) -> list[Extracted]:
+) -> Iterator[Extracted]:
     entries_of = _ARCHIVE_FORMATS.get(archive_format or "")
     if entries_of is None:
         raise IngestRefused("unsupported", f"unsupported archive format {archive_format!r}")
     reader = _ArchiveReader(name, len(data), limits)
+    with contextlib.closing(entries_of(data)) as entries:
+        while (document := _next_document(reader, entries)) is not None:
+            yield document  # outside the try: the caller's own errors are not "corrupt"
+    reader.finish()
+
+
+def _next_document(
+    reader: _ArchiveReader, entries: Generator[_Entry, None, None]
+) -> Extracted | None:
+    """The next member that becomes a document; None at the end of the archive."""
     try:
-        with contextlib.closing(entries_of(data)) as entries:
-            for entry in entries:
-                reader.take(entry)
+        for entry in entries:
+            document = reader.take(entry)
+            if document is not None:
+                return document
     except _CORRUPT as exc:
         raise IngestRefused("archive_corrupt", f"corrupt or truncated archive: {exc}") from exc
     except NotImplementedError as exc:  # a zip made by a tool newer than Python's zipfile
         raise IngestRefused("unsupported", f"unsupported archive: {exc}") from exc
-    return reader.documents()
+    return None
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -326,7 +349,8 @@ _RATIO_FLOOR_BYTES = 1 << 20
 
 
 class _ArchiveReader:
-    """Checks each member against the limits, then extracts it or counts why it was skipped."""
+    """Checks each member against the limits, then extracts it or counts why it was skipped.
+    Keeps counts only: a member's document is handed on before the next one is read."""
 
     def __init__(self, name: str, archive_bytes: int, limits: ExtractLimits) -> None:
         self.name = name
@@ -336,18 +360,26 @@ class _ArchiveReader:
         self.declared = 0  # sum of declared uncompressed sizes
         self.read = 0  # bytes actually decompressed
         self.skipped: Counter[str] = Counter()
-        self.found: list[Extracted] = []
+        self.found = 0
 
-    def take(self, entry: _Entry) -> None:
+    def take(self, entry: _Entry) -> Extracted | None:
+        """The member's document, or None when it was skipped (and counted)."""
         self._check_header(entry)
         path = _member_path(entry.path)
-        why = entry.skip or _junk(path) or self._extract(entry, path)
-        if why is not None:
-            self.skipped[why] += 1
+        why = entry.skip or _junk(path)
+        if why is None:
+            found = self._extract(entry, path)
+            if isinstance(found, Extracted):
+                self.found += 1
+                return found
+            why = found
+        self.skipped[why] += 1
+        return None
 
-    def documents(self) -> list[Extracted]:
+    def finish(self) -> None:
+        """At the end of the archive: refuse one that gave no document."""
         if self.found:
-            return self.found
+            return
         if not self.skipped:
             raise IngestRefused("empty", "empty archive: it has no members")
         counts = ", ".join(f"{why}: {n}" for why, n in self.skipped.most_common())
@@ -388,8 +420,8 @@ class _ArchiveReader:
                 f"{self.limits.archive_max_ratio:g}",
             )
 
-    def _extract(self, entry: _Entry, path: str) -> str | None:
-        """Extract one member; why it was skipped, or None when it became a document."""
+    def _extract(self, entry: _Entry, path: str) -> Extracted | str:
+        """Extract one member: its document, or why it was skipped."""
         cap = self.limits.max_file_bytes
         if entry.size > cap:
             return "too_large"
@@ -407,10 +439,9 @@ class _ArchiveReader:
         if kind == ARCHIVE:
             return "nested archive"
         try:
-            self.found.append(_extract_one(data, f"{self.name}!{path}", kind, language))
+            return _extract_one(data, f"{self.name}!{path}", kind, language)
         except IngestRefused as exc:
             return exc.reason
-        return None
 
 
 def _unsafe(path: str) -> bool:
