@@ -10,7 +10,6 @@ with hundreds of small files a second.
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import functools
 import io
@@ -29,9 +28,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
 
-import charset_normalizer
-
 from aicoderd.errors import IngestRefused
+from aicoderd.sources.decode import decode_text
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
 
 
@@ -84,51 +82,9 @@ def _extract_one(data: bytes, name: str, kind: str, language: str | None) -> Ext
 
 # -- text --------------------------------------------------------------------------------------
 
-# A NUL this early means binary, except in UTF-16/32 text, where it is every other byte.
-_BINARY_WINDOW = 8 * 1024
-_WIDE_ENCODINGS = ("utf-16", "utf-32")
-# UTF-32 first: its little-endian BOM starts with UTF-16's.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# Guesses noisier than this are not text (charset_normalizer's own default cut-off).
-_MAX_CHAOS = 0.2
-# A guessed decoding with more control characters than this share is binary after all.
-_MAX_CONTROL_SHARE = 0.02
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-
-
-def _decode(data: bytes) -> str:
-    """Text of a text file: BOM, else strict UTF-8, else the best guessed legacy encoding."""
-    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
-    if encoding not in _WIDE_ENCODINGS and data.find(b"\0", 0, _BINARY_WINDOW) != -1:
-        raise IngestRefused("binary", "binary file: NUL bytes in the first 8 KiB")
-    try:
-        return data.decode(encoding or "utf-8")
-    except UnicodeDecodeError as exc:
-        if encoding is not None:
-            raise IngestRefused("undecodable", f"invalid {encoding} text: {exc.reason}") from exc
-    return _guess_decode(data)
-
-
-def _guess_decode(data: bytes) -> str:
-    best = charset_normalizer.from_bytes(data, threshold=_MAX_CHAOS).best()
-    if best is None:
-        raise IngestRefused("undecodable", "undecodable text: not UTF-8 and no encoding fits")
-    text = str(best)
-    if len(_CONTROL.findall(text)) > len(text) * _MAX_CONTROL_SHARE:
-        raise IngestRefused(
-            "undecodable", f"undecodable text: read as {best.encoding} it is mostly control codes"
-        )
-    return text
-
 
 def _plain(data: bytes, language: str | None) -> tuple[str, str | None]:
-    return _decode(data), language
+    return decode_text(data), language
 
 
 # -- notebooks ---------------------------------------------------------------------------------
@@ -139,7 +95,7 @@ _NOTEBOOK_CELLS = ("markdown", "code")
 
 def _notebook(data: bytes, language: str | None) -> tuple[str, str | None]:
     try:
-        notebook = json.loads(_decode(data))
+        notebook = json.loads(decode_text(data))
     except json.JSONDecodeError as exc:
         raise IngestRefused(
             "notebook_invalid", f"notebook is not valid JSON: {exc.msg} at line {exc.lineno}"

@@ -107,6 +107,22 @@ def test_same_content_under_other_names_is_one_document(daemon: DaemonProc) -> N
     assert not any(p.is_file() for p in daemon.inbox.rglob("*"))
 
 
+def test_legacy_encodings_are_stored_as_their_authors_wrote_them(daemon: DaemonProc) -> None:
+    texts = {
+        "recette.txt": ("Le café est très bon ... crème brûlée à la française.\n", "latin-1"),
+        "util.py": ("def f():\n    # naïve approach, © Müller\n    return 1\n", "cp1252"),
+        "zprava.txt": ("Dobrý den, přeji hezký večer. Příliš žluťoučký kůň.\n", "cp1250"),
+        "pismo.txt": ("Zażółć gęślą jaźń. Łódź leży w Polsce.\n", "iso-8859-2"),
+        "privet.txt": ("Привет, как дела? Сегодня хорошая погода.\n", "koi8-r"),
+        "nihongo.txt": ("東京は日本の首都です。今日はいい天気ですね。\n", "shift_jis"),
+    }
+    for name, (text, encoding) in texts.items():
+        (daemon.inbox / name).write_bytes(text.encode(encoding))
+    wait_for(lambda: daemon.status()["documents"]["total"] == len(texts), timeout=60)
+    for text, _ in texts.values():
+        assert stored_text(daemon, hashlib.sha256(text.encode()).hexdigest()) == text
+
+
 def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression) as zf:
