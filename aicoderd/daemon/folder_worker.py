@@ -29,6 +29,7 @@ from aicoderd.daemon.ingest import Ingestor, Mode, Outcome, Target
 from aicoderd.sources.extract import ExtractLimits
 from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
 from aicoderd.sources.inotify import FsEvent
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, Store
 
 logger = log.get(__name__)
@@ -196,7 +197,7 @@ class FolderWorker:
                 if event.is_dir:
                     self.rescan_now = True  # a directory moved in or out: the walk is the truth
                 elif event.deleted and folder.mode == "mirror":
-                    gone.setdefault(i, []).append(str(event.path))
+                    gone.setdefault(i, []).append(uri_path(str(event.path)))
                 else:
                     watch.touch(event.path, event.writing)
         for i, uris in gone.items():
@@ -218,11 +219,14 @@ class FolderWorker:
     def _mirror_diff(self, folder: FolderPlan, found: list[Candidate]) -> list[Candidate]:
         """Keep new and changed files; retire the places of files that are gone."""
         known = self.ingestor.store.file_locations(folder.source)
-        seen = {str(c.path) for c in found}
+        uris = [uri_path(str(c.path)) for c in found]
+        seen = set(uris)
         gone = [uri for uri in known if uri not in seen]
         if gone:
             self._retire(folder, gone)
-        return [c for c in found if known.get(str(c.path)) != (c.size, c.mtime_ns)]
+        return [
+            c for c, uri in zip(found, uris, strict=True) if known.get(uri) != (c.size, c.mtime_ns)
+        ]
 
     def _retire(self, folder: FolderPlan, uris: list[str]) -> None:
         n = self.ingestor.store.retire_locations(folder.source, uris)

@@ -24,6 +24,7 @@ from aicoderd import log
 from aicoderd.errors import IngestRefused
 from aicoderd.fsutil import atomic_write, fsync_dir
 from aicoderd.sources.extract import Extracted, ExtractLimits, iter_extract
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, NewDocument, Store
 
 logger = log.get(__name__)
@@ -41,6 +42,11 @@ class Target:
     mode: Mode
     root: Path
     path: Path
+
+    @property
+    def uri(self) -> str:
+        """The file's place in the store (a name that is not UTF-8 escaped: see pathnames)."""
+        return uri_path(str(self.path))
 
 
 @dataclass
@@ -96,7 +102,7 @@ class Ingestor:
     # -- before the commit -------------------------------------------------------------------
 
     def _prepare(self, target: Target) -> _Work:
-        uri = str(target.path)
+        uri = target.uri
         try:
             st = os.lstat(target.path)
         except FileNotFoundError:
@@ -113,12 +119,12 @@ class Ingestor:
             refusal = IngestRefused("unreadable", f"cannot read the file: {exc.strerror or exc}")
             return self._refused(target, st, refusal, raw_sha=None)
         try:
-            return self._stored(target, st, iter_extract(data, uri, self.limits))
+            return self._stored(target, st, iter_extract(data, str(target.path), self.limits))
         except IngestRefused as exc:  # content files already written stay unreferenced
             return self._refused(target, st, exc, hashlib.sha256(data).hexdigest())
 
     def _unchanged(self, target: Target, st: os.stat_result) -> bool:
-        row = self.store.location(target.source, str(target.path))
+        row = self.store.location(target.source, target.uri)
         return (
             row is not None
             and row["present"] == 1
@@ -147,11 +153,11 @@ class Ingestor:
     def _stored(self, target: Target, st: os.stat_result, extracted: Iterator[Extracted]) -> _Work:
         """Write each document's file as extraction yields it, keeping only its digest: an
         archive's members are never all in memory at once."""
-        uri = str(target.path)
+        uri = target.uri
         work = _Work(target, Outcome(uri, "stored"))
         for item in extracted:
             work.docs.append(self._put(target, st, item, work.dirs))
-            work.members.add(item.name)
+            work.members.add(work.docs[-1].uri)
             del item  # its text is not held while the next member is extracted
         work.outcome.documents = len(work.docs)
         if work.members != {uri}:
@@ -181,7 +187,7 @@ class Ingestor:
         member = item.name != str(target.path)
         return NewDocument(
             source=target.source,
-            uri=item.name,
+            uri=uri_path(item.name),
             kind=item.kind,
             language=item.language,
             size=len(data),
@@ -189,14 +195,14 @@ class Ingestor:
             status="stored",
             mtime_ns=None if member else st.st_mtime_ns,
             file_size=None if member else st.st_size,
-            container=str(target.path) if member else None,
+            container=target.uri if member else None,
             retire_replaced=target.mode == "mirror",
         )
 
     def _refused(
         self, target: Target, st: os.stat_result, exc: IngestRefused, raw_sha: str | None
     ) -> _Work:
-        uri = str(target.path)
+        uri = target.uri
         doc = NewDocument(
             source=target.source,
             uri=uri,
@@ -219,7 +225,7 @@ class Ingestor:
     def _finish(self, w: _Work, touched: set[Path]) -> None:
         t = w.target
         if t.mode == "mirror" and w.outcome.status in ("stored", "duplicate") and w.members:
-            self.store.retire_members_except(t.source, str(t.path), w.members)
+            self.store.retire_members_except(t.source, t.uri, w.members)
         if t.mode != "consume" or w.outcome.status in ("missing", "unchanged"):
             return
         try:
@@ -231,7 +237,7 @@ class Ingestor:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            logger.error("ingest.cleanup_failed", path=str(t.path), error=str(exc))
+            logger.error("ingest.cleanup_failed", path=t.uri, error=str(exc))
 
     def _set_aside(self, t: Target, outcome: Outcome) -> None:
         rel = t.path.relative_to(t.root)
@@ -243,7 +249,10 @@ class Ingestor:
             f"file: {t.path}\nreason: {outcome.reason}\nmessage: {outcome.message}\n"
             f"time: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
         )
-        atomic_write(dest.with_name(dest.name + ".error.txt"), note.encode())
+        # surrogateescape: a name that is not UTF-8 is written with its own bytes
+        atomic_write(
+            dest.with_name(dest.name + ".error.txt"), note.encode(errors="surrogateescape")
+        )
         os.rename(t.path, dest)
 
     def _report(self, work: list[_Work]) -> None:

@@ -11,7 +11,7 @@ names a commit on the branch.
 A file is decoded and classified exactly as a dropped file is (:mod:`aicoderd.sources.extract`);
 which files count is :mod:`aicoderd.sources.repofiles`; the licence is
 :mod:`aicoderd.sources.licences`. Documents are ``<repo url>@<path>``, stable across commits,
-the path written by :func:`uri_path`.
+the path written by :func:`aicoderd.sources.pathnames.uri_path`.
 """
 
 from __future__ import annotations
@@ -32,18 +32,17 @@ from aicoderd.sources.base import FetchedDocument, SourceRun
 from aicoderd.sources.extract import ExtractLimits, extract
 from aicoderd.sources.gitrepo import MODE_NAMES, REGULAR_MODES, Entry, GitRepo
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, kind_of
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.sources.repofiles import Rules, text_skip
 
 # Bump when the built-in file rules (or how a path is named in a uri) change: the next run then
-# lists the whole tree again. 2: uri_path escapes "%" and bytes that are not UTF-8.
+# lists the whole tree again. 2: paths in uris escape "%" and bytes that are not UTF-8.
 RULES_VERSION = 2
 CLONE_DIR = "repo.git"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")  # user@host:path, as git reads it
 _PROTOCOLS = {"https": "https", "ssh": "ssh", "git+ssh": "ssh", "ssh+git": "ssh", "git": "git"}
 _PROTOCOLS |= {"file": "file", "http": "http", "ftp": "ftp", "ftps": "ftps"}
-# A byte of a path that is not UTF-8 (kept as a lone surrogate by surrogateescape), and "%".
-_NOT_AS_IS = re.compile("[%\udc80-\udcff]")
 
 
 @dataclass(frozen=True)
@@ -69,18 +68,6 @@ def remote_of(url: str) -> Remote:
         return Remote(url, url, "ssh")
     path = Path(url).expanduser().absolute()
     return Remote(f"file://{path}", str(path), "file")
-
-
-def uri_path(path: str) -> str:
-    """A repository path as the documents' uri and ``meta.path`` name it: as it is, except each
-    byte that is not UTF-8 as ``%XX`` and ``%`` itself as ``%25``. Lossless
-    (``urllib.parse.unquote_to_bytes`` gives git's bytes back) and valid UTF-8, which the store
-    needs."""
-    return _NOT_AS_IS.sub(lambda m: f"%{_byte_of(m.group()):02X}", path)
-
-
-def _byte_of(char: str) -> int:
-    return ord(char) - 0xDC00 if char != "%" else ord("%")
 
 
 def fetch(run: SourceRun) -> None:

@@ -7,6 +7,7 @@ import io
 import os
 import random
 import sqlite3
+import tarfile
 import time
 import zipfile
 from pathlib import Path
@@ -121,6 +122,59 @@ def test_legacy_encodings_are_stored_as_their_authors_wrote_them(daemon: DaemonP
     wait_for(lambda: daemon.status()["documents"]["total"] == len(texts), timeout=60)
     for text, _ in texts.values():
         assert stored_text(daemon, hashlib.sha256(text.encode()).hexdigest()) == text
+
+
+def test_names_that_are_not_utf8_are_stored_under_an_exact_uri(make_daemon, tmp_path: Path) -> None:
+    """A file name is bytes: one that is not UTF-8 must neither fail the batch it is in nor
+    lose its identity (its uri writes such bytes as %XX and "%" as %25)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    d = make_daemon()
+    mirror = {"path": str(project), "mode": "mirror"}
+    d.write_config({**d.config, "folders": [*d.config["folders"], mirror]})
+    d.start()
+    odd = os.fsdecode(b"caf\xe9.py")
+    (project / odd).write_text("CAFE = 1\n")
+    (project / "100%.py").write_text("PERCENT = 2\n")
+    wait_for(lambda: d.status()["documents"]["total"] == 2)
+    uris = {r[0] for r in db_rows(d, "SELECT uri FROM documents")}
+    assert uris == {f"{project}/caf%E9.py", f"{project}/100%25.py"}
+    (project / odd).unlink()  # retired through its event, under the same uri
+    wait_for(lambda: d.status()["documents"]["retired"] == 1)
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        info = tarfile.TarInfo(os.fsdecode(b"pkg/na\xefve.py"))  # a Latin-1 member name
+        info.size = len(b"NAIVE = 3\n")
+        archive.addfile(info, io.BytesIO(b"NAIVE = 3\n"))
+    drops = {
+        os.fsdecode(b"r\xe9sum\xe9.txt"): b"Curriculum vitae\n",
+        os.fsdecode(b"bundle\xff.tar"): buf.getvalue(),
+        os.fsdecode(b"blob\xff.bin"): b"\x00\x01" * 20,  # refused: set aside, not lost
+        "plain.py": b"PLAIN = 4\n",
+    }
+    for name, data in drops.items():
+        (d.inbox / name).write_bytes(data)
+
+    def taken() -> bool:
+        left = [name for name in os.listdir(d.inbox) if not name.startswith(".")]
+        return d.status()["documents"]["total"] == 4 and not left
+
+    wait_for(taken)
+    inbox = f"folder:{d.inbox}"
+    uris = {r[0] for r in db_rows(d, "SELECT uri FROM documents WHERE source = ?", inbox)}
+    assert uris == {
+        f"{d.inbox}/r%E9sum%E9.txt",
+        f"{d.inbox}/bundle%FF.tar!pkg/na%EFve.py",
+        f"{d.inbox}/blob%FF.bin",  # failed
+        f"{d.inbox}/plain.py",
+    }
+    failed = d.inbox / ".failed"
+    assert (failed / os.fsdecode(b"blob\xff.bin")).read_bytes() == drops[
+        os.fsdecode(b"blob\xff.bin")
+    ]
+    note = (failed / os.fsdecode(b"blob\xff.bin.error.txt")).read_bytes()
+    assert b"blob\xff.bin" in note and b"reason: binary" in note
 
 
 def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
