@@ -31,6 +31,16 @@ class Clock:
         self.now += seconds
 
 
+def watching(
+    root: Path, settle: float, stuck_after: float = 3600.0
+) -> tuple[FolderWatch, list[Candidate], Clock]:
+    """A recursive folder's tracker on a test clock, and the list of files it hands on."""
+    ready: list[Candidate] = []
+    clock = Clock()
+    watch = FolderWatch(root, True, settle, ready.extend, stuck_after=stuck_after, clock=clock)
+    return watch, ready, clock
+
+
 def rewrite(path: Path, text: str, mtime_ns: int) -> None:
     """Change a file's content and set its mtime (the clock of the test is not the disk's)."""
     path.write_text(text)
@@ -73,9 +83,7 @@ def test_walk_skips_junk_and_never_enters_links(tmp_path: Path) -> None:
 
 
 def test_a_file_is_ready_only_after_it_holds_still(tmp_path: Path) -> None:
-    ready: list[Candidate] = []
-    clock = Clock()
-    watch = FolderWatch(tmp_path, True, 0.3, ready.extend, clock=clock)
+    watch, ready, clock = watching(tmp_path, 0.3)
     f = tmp_path / "x.py"
     rewrite(f, "1", 10**18)
     watch.touch(f)
@@ -101,9 +109,7 @@ def test_a_file_is_ready_only_after_it_holds_still(tmp_path: Path) -> None:
 
 
 def test_a_file_open_for_writing_waits_for_its_close_however_long(tmp_path: Path) -> None:
-    ready: list[Candidate] = []
-    clock = Clock()
-    watch = FolderWatch(tmp_path, True, 0.5, ready.extend, stuck_after=60.0, clock=clock)
+    watch, ready, clock = watching(tmp_path, 0.5, stuck_after=60.0)
     f = tmp_path / "slow.py"
     rewrite(f, "part one\n", 10**18)
     watch.touch(f, writing=True)  # written, its writer still holds it open
@@ -124,9 +130,7 @@ def test_a_file_open_for_writing_waits_for_its_close_however_long(tmp_path: Path
 
 
 def test_lost_events_fall_back_to_the_settle_time(tmp_path: Path) -> None:
-    ready: list[Candidate] = []
-    clock = Clock()
-    watch = FolderWatch(tmp_path, True, 0.5, ready.extend, clock=clock)
+    watch, ready, clock = watching(tmp_path, 0.5)
     f = tmp_path / "a.py"
     rewrite(f, "x = 1\n", 10**18)
     watch.touch(f, writing=True)
