@@ -29,6 +29,7 @@ from aicoderd.daemon.ingest import Ingestor, Mode, Outcome, Target
 from aicoderd.sources.extract import ExtractLimits
 from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
 from aicoderd.sources.inotify import FsEvent
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, Store
 
 logger = log.get(__name__)
@@ -95,9 +96,15 @@ class Ingested:
 class FolderWorker:
     """Folder watching and ingestion on one thread; system calls inline (nothing else waits)."""
 
-    def __init__(self, ingestor: Ingestor, send: Callable[[object], None]):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        send: Callable[[object], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.ingestor = ingestor
         self.send = send
+        self.clock = clock
         self.plan: Plan | None = None
         self.watches: list[FolderWatch] = []
         self.watcher: Watcher | None = None
@@ -120,6 +127,7 @@ class FolderWorker:
                 on_ready=functools.partial(self._enqueue, i),
                 extra_junk=plan.extra_junk,
                 stuck_after=plan.stuck_after,
+                clock=self.clock,
             )
             for i, f in enumerate(plan.folders)
         ]
@@ -127,7 +135,8 @@ class FolderWorker:
             if not f.path.is_dir():  # a mirror folder removed since the config was read
                 logger.error("folder.missing", path=str(f.path))
         self.watcher = Watcher(on_overflow=self._overflowed, extra_junk=plan.extra_junk)
-        self.watcher.start([(f.path, f.recursive) for f in plan.folders if f.path.is_dir()])
+        roots = [(f.path, f.recursive, f.mode == "consume") for f in plan.folders]
+        self.watcher.start([root for root in roots if root[0].is_dir()])
         self.rescan()
         self.report()
 
@@ -150,7 +159,7 @@ class FolderWorker:
         self._dispatch(self.watcher.drain())
         for watch in self.watches:
             watch.tick()
-        if self.rescan_now or time.monotonic() >= self.next_scan:
+        if self.rescan_now or self.clock() >= self.next_scan:
             self.rescan()
         if self.queue:
             self._ingest_batch()
@@ -175,6 +184,8 @@ class FolderWorker:
     def _overflowed(self) -> None:
         logger.warning("folder.events_lost", action="rescanning")
         self.rescan_now = True
+        for watch in self.watches:
+            watch.writers_unknown()
 
     def _dispatch(self, events: list[FsEvent]) -> None:
         assert self.plan is not None
@@ -186,9 +197,9 @@ class FolderWorker:
                 if event.is_dir:
                     self.rescan_now = True  # a directory moved in or out: the walk is the truth
                 elif event.deleted and folder.mode == "mirror":
-                    gone.setdefault(i, []).append(str(event.path))
+                    gone.setdefault(i, []).append(uri_path(str(event.path)))
                 else:
-                    watch.touch(event.path)
+                    watch.touch(event.path, event.writing)
         for i, uris in gone.items():
             self._retire(self.plan.folders[i], uris)
 
@@ -198,7 +209,7 @@ class FolderWorker:
         interval = self.plan.rescan_interval
         if self.watcher is None or self.watcher.kind == "polling":
             interval = min(interval, POLL_SECONDS)
-        self.next_scan = time.monotonic() + interval
+        self.next_scan = self.clock() + interval
         for folder, watch in zip(self.plan.folders, self.watches, strict=True):
             found = list(walk(folder.path, recursive=folder.recursive, extra_junk=watch.extra_junk))
             if folder.mode == "mirror":
@@ -208,11 +219,14 @@ class FolderWorker:
     def _mirror_diff(self, folder: FolderPlan, found: list[Candidate]) -> list[Candidate]:
         """Keep new and changed files; retire the places of files that are gone."""
         known = self.ingestor.store.documents.file_locations(folder.source)
-        seen = {str(c.path) for c in found}
+        uris = [uri_path(str(c.path)) for c in found]
+        seen = set(uris)
         gone = [uri for uri in known if uri not in seen]
         if gone:
             self._retire(folder, gone)
-        return [c for c in found if known.get(str(c.path)) != (c.size, c.mtime_ns)]
+        return [
+            c for c, uri in zip(found, uris, strict=True) if known.get(uri) != (c.size, c.mtime_ns)
+        ]
 
     def _retire(self, folder: FolderPlan, uris: list[str]) -> None:
         n = self.ingestor.store.documents.retire_locations(folder.source, uris)

@@ -14,6 +14,7 @@ import os
 import stat
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import Literal
 from aicoderd import log
 from aicoderd.errors import IngestRefused
 from aicoderd.fsutil import atomic_write, fsync_dir
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.sources.extract import Extracted, ExtractLimits, iter_extract
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, NewDocument, Store
 
 logger = log.get(__name__)
@@ -40,6 +42,11 @@ class Target:
     mode: Mode
     root: Path
     path: Path
+
+    @property
+    def uri(self) -> str:
+        """The file's place in the store (a name that is not UTF-8 escaped: see pathnames)."""
+        return uri_path(str(self.path))
 
 
 @dataclass
@@ -95,29 +102,29 @@ class Ingestor:
     # -- before the commit -------------------------------------------------------------------
 
     def _prepare(self, target: Target) -> _Work:
-        uri = str(target.path)
+        uri = target.uri
         try:
             st = os.lstat(target.path)
         except FileNotFoundError:
             return _Work(target, Outcome(uri, "missing"))
         if target.mode == "mirror" and self._unchanged(target, st):
             return _Work(target, Outcome(uri, "unchanged"))
-        data: bytes | None = None
         try:
             data = self._read(target.path, st)
-            extracted = extract(data, uri, self.limits)
         except IngestRefused as exc:
-            raw_sha = None if data is None else hashlib.sha256(data).hexdigest()
-            return self._refused(target, st, exc, raw_sha)
+            return self._refused(target, st, exc, raw_sha=None)
         except FileNotFoundError:
             return _Work(target, Outcome(uri, "missing"))
         except OSError as exc:
             refusal = IngestRefused("unreadable", f"cannot read the file: {exc.strerror or exc}")
             return self._refused(target, st, refusal, raw_sha=None)
-        return self._stored(target, st, extracted)
+        try:
+            return self._stored(target, st, iter_extract(data, str(target.path), self.limits))
+        except IngestRefused as exc:  # content files already written stay unreferenced
+            return self._refused(target, st, exc, hashlib.sha256(data).hexdigest())
 
     def _unchanged(self, target: Target, st: os.stat_result) -> bool:
-        row = self.store.documents.location(target.source, str(target.path))
+        row = self.store.documents.location(target.source, target.uri)
         return (
             row is not None
             and row["present"] == 1
@@ -143,32 +150,17 @@ class Ingestor:
             raise IngestRefused("too_large", "file grew over the size limit while being read")
         return data
 
-    def _stored(self, target: Target, st: os.stat_result, extracted: list[Extracted]) -> _Work:
-        uri = str(target.path)
-        work = _Work(target, Outcome(uri, "stored", documents=len(extracted)))
-        is_archive = len(extracted) != 1 or extracted[0].name != uri
+    def _stored(self, target: Target, st: os.stat_result, extracted: Iterator[Extracted]) -> _Work:
+        """Write each document's file as extraction yields it, keeping only its digest: an
+        archive's members are never all in memory at once."""
+        uri = target.uri
+        work = _Work(target, Outcome(uri, "stored"))
         for item in extracted:
-            sha, data = self.files.digest(item.text)
-            if self.files.put(sha, data, sync_dir=False):
-                work.dirs.add(self.files.path_for(sha).parent)
-            member = is_archive
-            work.members.add(item.name)
-            work.docs.append(
-                NewDocument(
-                    source=target.source,
-                    uri=item.name,
-                    kind=item.kind,
-                    language=item.language,
-                    size=len(data),
-                    sha256=sha,
-                    status="stored",
-                    mtime_ns=None if member else st.st_mtime_ns,
-                    file_size=None if member else st.st_size,
-                    container=uri if member else None,
-                    retire_replaced=target.mode == "mirror",
-                )
-            )
-        if is_archive:
+            work.docs.append(self._put(target, st, item, work.dirs))
+            work.members.add(work.docs[-1].uri)
+            del item  # its text is not held while the next member is extracted
+        work.outcome.documents = len(work.docs)
+        if work.members != {uri}:
             # The archive's own place, so an unchanged archive is skipped on the next scan.
             work.docs.append(
                 NewDocument(
@@ -185,10 +177,32 @@ class Ingestor:
             )
         return work
 
+    def _put(
+        self, target: Target, st: os.stat_result, item: Extracted, dirs: set[Path]
+    ) -> NewDocument:
+        """Write one document's file (its folder is fsynced with the batch's)."""
+        sha, data = self.files.digest(item.text)
+        if self.files.put(sha, data, sync_dir=False):
+            dirs.add(self.files.path_for(sha).parent)
+        member = item.name != str(target.path)
+        return NewDocument(
+            source=target.source,
+            uri=uri_path(item.name),
+            kind=item.kind,
+            language=item.language,
+            size=len(data),
+            sha256=sha,
+            status="stored",
+            mtime_ns=None if member else st.st_mtime_ns,
+            file_size=None if member else st.st_size,
+            container=target.uri if member else None,
+            retire_replaced=target.mode == "mirror",
+        )
+
     def _refused(
         self, target: Target, st: os.stat_result, exc: IngestRefused, raw_sha: str | None
     ) -> _Work:
-        uri = str(target.path)
+        uri = target.uri
         doc = NewDocument(
             source=target.source,
             uri=uri,
@@ -211,7 +225,7 @@ class Ingestor:
     def _finish(self, w: _Work, touched: set[Path]) -> None:
         t = w.target
         if t.mode == "mirror" and w.outcome.status in ("stored", "duplicate") and w.members:
-            self.store.documents.retire_members_except(t.source, str(t.path), w.members)
+            self.store.documents.retire_members_except(t.source, t.uri, w.members)
         if t.mode != "consume" or w.outcome.status in ("missing", "unchanged"):
             return
         try:
@@ -223,7 +237,7 @@ class Ingestor:
         except FileNotFoundError:
             pass
         except OSError as exc:
-            logger.error("ingest.cleanup_failed", path=str(t.path), error=str(exc))
+            logger.error("ingest.cleanup_failed", path=t.uri, error=str(exc))
 
     def _set_aside(self, t: Target, outcome: Outcome) -> None:
         rel = t.path.relative_to(t.root)
@@ -235,7 +249,10 @@ class Ingestor:
             f"file: {t.path}\nreason: {outcome.reason}\nmessage: {outcome.message}\n"
             f"time: {time.strftime('%Y-%m-%dT%H:%M:%S%z')}\n"
         )
-        atomic_write(dest.with_name(dest.name + ".error.txt"), note.encode())
+        # surrogateescape: a name that is not UTF-8 is written with its own bytes
+        atomic_write(
+            dest.with_name(dest.name + ".error.txt"), note.encode(errors="surrogateescape")
+        )
         os.rename(t.path, dest)
 
     def _report(self, work: list[_Work]) -> None:

@@ -10,7 +10,8 @@ names a commit on the branch.
 
 A file is decoded and classified exactly as a dropped file is (:mod:`aicoderd.sources.extract`);
 which files count is :mod:`aicoderd.sources.repofiles`; the licence is
-:mod:`aicoderd.sources.licences`. Documents are ``<repo url>@<path>``, stable across commits.
+:mod:`aicoderd.sources.licences`. Documents are ``<repo url>@<path>``, stable across commits,
+the path written by :func:`aicoderd.sources.pathnames.uri_path`.
 """
 
 from __future__ import annotations
@@ -31,10 +32,12 @@ from aicoderd.sources.base import FetchedDocument, SourceRun
 from aicoderd.sources.extract import ExtractLimits, extract
 from aicoderd.sources.gitrepo import MODE_NAMES, REGULAR_MODES, Entry, GitRepo
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, kind_of
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.sources.repofiles import Rules, text_skip
 
-# Bump when the built-in file rules change: the next run then lists the whole tree again.
-RULES_VERSION = 1
+# Bump when the built-in file rules (or how a path is named in a uri) change: the next run then
+# lists the whole tree again. 2: paths in uris escape "%" and bytes that are not UTF-8.
+RULES_VERSION = 2
 CLONE_DIR = "repo.git"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")  # user@host:path, as git reads it
@@ -232,7 +235,7 @@ class _Sync:
         self.skipped: Counter[str] = Counter()
 
     def uri(self, path: str) -> str:
-        return f"{self.remote.display}@{path}"
+        return f"{self.remote.display}@{uri_path(path)}"
 
     def everything(self) -> None:
         """Every file of the tree; what is not read again is retired by ``run.finish``."""
@@ -302,7 +305,7 @@ class _Sync:
             "repo": self.remote.display,
             "branch": self.branch,
             "commit": self.commit,
-            "path": entry.path,
+            "path": uri_path(entry.path),
             "blob": entry.sha,
             "licence": own or self.context.licence,
             "licence_from": "header" if own else "repository" if self.context.licence else None,
