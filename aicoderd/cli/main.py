@@ -19,6 +19,7 @@ from aicoderd import __version__, log, paths, protocol
 from aicoderd.cli import sources as sources_cli
 from aicoderd.cli.client import Client
 from aicoderd.errors import AicoderError, ConfigError
+from aicoderd.gguf_types import OLLAMA_QUANTIZE
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -369,7 +370,8 @@ def _add_stage_parsers(sub: Any) -> None:
     dep = sub.add_parser("deploy", help="import a GGUF (or export a model) into Ollama")
     dep.add_argument("source", help="a .gguf file, or a model directory to export first")
     dep.add_argument("--name", help="NAME[:TAG] (default: ollama.model, tagged by version)")
-    dep.add_argument("--quantize", choices=["q8_0", "q4_K_M", "q4_K_S"], help="by Ollama")
+    dep.add_argument("--quantize", type=str.lower, choices=OLLAMA_QUANTIZE, help="by Ollama")
+    dep.add_argument("--force", action="store_true", help="deploy a GGUF not verified in llama.cpp")
     dep.set_defaults(stage_module="aicoderd.ollama.cli", stage_action="deploy")
     mod = sub.add_parser("models", help="the deployed versions in Ollama, with metrics")
     mod.add_argument("--name", help="model name (default: ollama.model)")

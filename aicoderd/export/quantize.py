@@ -3,7 +3,8 @@
 Rules, as llama.cpp's converter applies them: 1-D tensors (norms, biases, RoPE factors) stay
 F32; a 2-D tensor whose rows do not fill whole blocks of the target type falls back to F16;
 the ternary types keep the embeddings and the output matrix in F16 (quantizing those to
-ternary destroys the model). K-quants are not made here: see :mod:`aicoderd.export.kquant`.
+ternary destroys the model). K-quants are not made here: llama.cpp's ``llama-quantize`` or
+Ollama makes them from an F16 file (:mod:`aicoderd.export.build`).
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ import numpy as np
 import numpy.typing as npt
 
 from aicoderd.errors import ExportError
-from aicoderd.export import constants as C
+from aicoderd.gguf_types import OUTPUT_TYPES, OutputType, output_type_name
 
 _KEEP_F16_FOR = ("TQ1_0", "TQ2_0")
 _EMBEDDINGS = ("token_embd.weight", "output.weight")
 
 
-def output_type(name: str) -> C.OutputType:
+def output_type(name: str) -> OutputType:
     try:
-        return C.OUTPUT_TYPES[name.lower()]
-    except KeyError:
-        known = ", ".join(C.OUTPUT_TYPES)
-        raise ExportError(f"unknown output type {name!r} (known: {known})") from None
+        return OUTPUT_TYPES[output_type_name(name)]
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
 
 
 @cache
@@ -41,7 +41,7 @@ def can_quantize(ggml: str) -> bool:
     return True
 
 
-def tensor_type(gguf_name: str, shape: tuple[int, ...], target: C.OutputType) -> str:
+def tensor_type(gguf_name: str, shape: tuple[int, ...], target: OutputType) -> str:
     """The GGML type ``gguf_name`` is written as."""
     if len(shape) < 2:
         return "F32"
