@@ -16,15 +16,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aicoderd.config import Settings
 from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
 from aicoderd.export import convert, inference, llamacpp, quantize
 from aicoderd.export.verify import Limits
 from aicoderd.fsutil import atomic_write
 from aicoderd.gguf_types import Method, OutputType
+
+if TYPE_CHECKING:
+    from aicoderd.config import Settings
 
 
 @dataclass

@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from aicoderd.config import Settings
 from aicoderd.errors import OllamaError
 from aicoderd.ollama import names
 from aicoderd.ollama.host import base_url
+
+if TYPE_CHECKING:  # the upload runs without pydantic (~15 MiB)
+    from aicoderd.config import Settings
 
 # Connecting and ordinary calls are quick; create may validate and quantize for minutes and
 # must never be abandoned (Ollama's create worker blocks for good on a client that went away).

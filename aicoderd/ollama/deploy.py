@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aicoderd.config import Settings
 from aicoderd.errors import OllamaError
 from aicoderd.export import constants as EC
 from aicoderd.gguf_types import ollama_quantize_name
@@ -25,6 +24,9 @@ from aicoderd.ollama.blobs import BlobUpload
 from aicoderd.ollama.blobs import Progress as BytesProgress
 from aicoderd.ollama.client import Client, CreateFailed, CreateIncomplete
 from aicoderd.training import prompt
+
+if TYPE_CHECKING:
+    from aicoderd.config import Settings
 
 MIN_VERSION = "0.5.5"
 QUANTIZABLE_SOURCES = ("F16", "BF16")  # all-F32 (file type 0) reads as "unknown"

@@ -14,20 +14,8 @@ from pathlib import Path
 from typing import IO, Any
 
 MAGIC = b"GGUF"
-# KV value type → struct code (7 is a bool byte); 8 (string) and 9 (array) are read apart.
-_SCALAR = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "B",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
+# KV value types 0-7 and 10-12 → struct codes (7, a bool, is one byte); 8 and 9 are read apart.
+_SCALAR = dict(zip((0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12), "BbHhIifBQqd", strict=True))
 _STRING, _ARRAY, _UINT32, _BOOL = 8, 9, 4, 7
 # ggml tensor type → (elements per block, bytes per block), as fs/ggml sizes them.
 _BLOCKS = {
