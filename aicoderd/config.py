@@ -24,10 +24,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from aicoderd import paths
+from aicoderd import gguf_types, paths
 from aicoderd.errors import ConfigError
 
 ENV_PREFIX = "AICODER_"
+DEFAULT_OLLAMA_HOST = "127.0.0.1:11434"  # Ollama's own default (OLLAMA_HOST unset)
+LLAMA_CPP_FOLDER = "llama.cpp"  # the optional checkout at the top of a source checkout
 
 
 class _Section(BaseModel):
@@ -157,43 +159,60 @@ class TrainingConfig(_Section):
         return value
 
 
-# The export's output types (aicoderd.export.constants.OUTPUT_TYPES; a test keeps them equal).
-# fmt: off
-ExportType = Literal[
-    "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "tq1_0", "tq2_0", "mxfp4",
-    "q4_k_m", "q4_k_s", "q5_k_m", "q5_k_s", "q6_k", "q3_k_m", "q2_k",
-]
-# fmt: on
-
-
 class ExportConfig(_Section):
-    """GGUF export and its llama.cpp parity check (issue 6)."""
+    """GGUF export and its llama.cpp parity check."""
 
-    type: ExportType = "f16"  # in process: f32 f16 bf16 q8_0 q4_0 ... ; k-quants: see README
-    verify: bool = True  # the daemon always checks; a GGUF that fails is never deployed
+    type: str = "f16"  # an aicoderd.gguf_types.OUTPUT_TYPES name (f16 q8_0 q4_k_m ...)
+    verify: bool = True  # deploy verifies a model dir's export; the daemon always does
     lossless_kl: float = Field(default=1e-4, gt=0)  # mean next-token KL for f32/f16/bf16
     quantized_kl: float = Field(default=0.05, gt=0)  # mean KL allowed for quantized types
     quantized_top1: float = Field(default=0.85, ge=0, le=1)  # top-1 agreement required
     per_type: dict[str, dict[str, float]] = Field(default_factory=dict)  # {q4_0: {kl: 0.1}}
-    llama_cpp_dir: Path | None = None  # a built llama.cpp checkout (k-quants); None: none
+    # a llama.cpp checkout (k-quants, --converter llamacpp); null: the source checkout's
+    # llama.cpp/ beside the package when that folder exists. Resolved to an absolute path.
+    llama_cpp_dir: Path | None = Field(default=None, validate_default=True)
     keep: int = Field(default=3, ge=1)  # GGUFs kept in data_dir/exports
+
+    @field_validator("type")
+    @classmethod
+    def _type(cls, value: str) -> str:
+        return gguf_types.output_type_name(value)
+
+    @field_validator("llama_cpp_dir")
+    @classmethod
+    def _llama_cpp_dir(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            return value.expanduser().absolute()
+        beside = Path(__file__).resolve().parents[1] / LLAMA_CPP_FOLDER
+        return beside if beside.is_dir() else None
 
 
 class OllamaConfig(_Section):
-    """Deploying to a local Ollama through its HTTP API (issue 6)."""
+    """Deploying to a local Ollama through its HTTP API."""
 
-    host: str | None = None  # OLLAMA_HOST syntax; None: $OLLAMA_HOST, else 127.0.0.1:11434
+    # OLLAMA_HOST syntax; null: $OLLAMA_HOST as it is at load, else 127.0.0.1:11434
+    host: str = Field(default=None, validate_default=True)
     model: str = Field(default="aicoder", min_length=1)  # each deploy adds model:<version>
     replace: str | None = None  # overwrite this existing model (backed up first) instead
     system: str = ""  # system prompt stored with the model
     license: str | None = None
-    quantize: Literal["q8_0", "q4_K_M", "q4_K_S"] | None = None  # Ollama quantizes on create
+    quantize: str | None = None  # q8_0 | q4_K_M | q4_K_S: Ollama quantizes on create
     num_ctx: int | None = Field(default=None, ge=16)  # None: the trained context length
     min_version: str = "0.5.5"  # the JSON create API
     check_generate: bool = True  # a short /api/generate after create
     retry_initial_seconds: float = Field(default=30.0, gt=0)  # Ollama down: first wait
     retry_max_seconds: float = Field(default=1800.0, gt=0)  # waits double up to this
     retry_give_up_seconds: float = Field(default=86400.0, gt=0)  # then the deploy job fails
+
+    @field_validator("host", mode="before")
+    @classmethod
+    def _host(cls, value: str | None) -> str:
+        return value or os.environ.get("OLLAMA_HOST") or DEFAULT_OLLAMA_HOST
+
+    @field_validator("quantize")
+    @classmethod
+    def _quantize(cls, value: str | None) -> str | None:
+        return None if value is None else gguf_types.ollama_quantize_name(value)
 
 
 class PipelineConfig(_Section):

@@ -4,6 +4,7 @@ problem with how to fix it."""
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -17,7 +18,12 @@ from aicoderd import paths
 from aicoderd.cli.client import Client
 from aicoderd.config import Settings, load_config
 from aicoderd.errors import AicoderError, ConfigError
+from aicoderd.export import llamacpp
+from aicoderd.export.constants import LLAMA_CONVERT_SCRIPT
+from aicoderd.export.inference import INSTALL_HINT
 from aicoderd.ollama.host import base_url
+
+LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp"
 
 MIN_FREE_BYTES = 5 * 2**30
 
@@ -117,8 +123,8 @@ def check_torch() -> list[Check]:
     ]
 
 
-def check_ollama() -> Check:
-    url = base_url(os.environ.get("OLLAMA_HOST"))
+def check_ollama(s: Settings) -> Check:
+    url = base_url(s.ollama.host)
     try:
         resp = httpx.get(f"{url}/api/version", timeout=3.0)
         version = resp.json().get("version", "?")
@@ -127,22 +133,79 @@ def check_ollama() -> Check:
             "ollama",
             "problem",
             f"not reachable at {url} ({type(exc).__name__})",
-            "start Ollama (`ollama serve` or its service), or set OLLAMA_HOST",
+            "start Ollama (`ollama serve` or its service), or set ollama.host / OLLAMA_HOST",
         )
     return Check("ollama", "ok", f"version {version} at {url}")
 
 
-def check_llama_cpp() -> Check:
-    root = Path(__file__).resolve().parents[2] / "llama.cpp"
-    if not (root / "convert_hf_to_gguf.py").exists():
+# In a child process: a llama.cpp that crashes on a file must not take the doctor with it.
+_PARITY_PROBE = """
+import sys
+from pathlib import Path
+import llama_cpp
+print(llama_cpp.__version__, flush=True)
+if len(sys.argv) > 1:
+    from aicoderd.export.inference import load
+    load(Path(sys.argv[1]), n_ctx=64)
+    print("loaded", flush=True)
+"""
+
+
+def check_parity(s: Settings) -> Check:
+    """llama-cpp-python, which the export's parity check needs: importable, and able to load
+    the newest GGUF in data_dir/exports when there is one."""
+    ggufs = sorted(s.exports_dir.glob("*.gguf"), key=lambda p: p.stat().st_mtime)
+    probe = [sys.executable, "-c", _PARITY_PROBE, *[str(g) for g in ggufs[-1:]]]
+    try:
+        done = subprocess.run(probe, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        return Check("parity", "problem", "llama-cpp-python did not answer in 120 s")
+    out = done.stdout.split()
+    if not out:
+        return Check("parity", "problem", "llama-cpp-python is not importable", INSTALL_HINT)
+    detail = f"llama-cpp-python {out[0]}"
+    if not ggufs:
+        return Check("parity", "ok", f"{detail} (no GGUF in {s.exports_dir} to load yet)")
+    if done.returncode != 0 or "loaded" not in out:
+        why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+        return Check(
+            "parity",
+            "problem",
+            f"{detail} cannot load {ggufs[-1]}: {why}",
+            "reinstall llama-cpp-python (`pip install --force-reinstall llama-cpp-python`)",
+        )
+    return Check("parity", "ok", f"{detail}, loads {ggufs[-1].name}")
+
+
+def clone_command(root: Path, url: str = LLAMA_CPP_GIT) -> str:
+    """Puts a llama.cpp checkout in ``root`` whether the folder exists or not, keeping the
+    README.md it may hold (a sparse checkout leaves that one file out)."""
+    r = shlex.quote(str(root))
+    return (
+        f"mkdir -p {r} && git -C {r} init -q"
+        f" && git -C {r} sparse-checkout set --no-cone '/*' '!/README.md'"
+        f" && git -C {r} pull --depth 1 {url} master"
+    )
+
+
+def check_llama_cpp(s: Settings) -> Check:
+    root = s.export.llama_cpp_dir
+    if root is None:
+        return Check(
+            "llama.cpp",
+            "note",
+            "no checkout: export.llama_cpp_dir is unset and there is no llama.cpp/ beside the"
+            " package (optional: k-quants and converting finetunes of known models)",
+            f"set export.llama_cpp_dir, e.g. after {clone_command(Path('~/llama.cpp'))}",
+        )
+    if not (root / LLAMA_CONVERT_SCRIPT).exists():
         return Check(
             "llama.cpp",
             "note",
             f"no checkout in {root} (optional: k-quants and converting finetunes of known models)",
-            f"git clone https://github.com/ggml-org/llama.cpp {root} and build it",
+            f"{clone_command(root)}, then build it (see llama.cpp/README.md)",
         )
-    quantize = next(root.glob("build/bin/llama-quantize"), None)
-    if quantize is None:
+    if llamacpp.quantize_binary(root) is None:
         return Check(
             "llama.cpp",
             "note",
@@ -175,8 +238,11 @@ def run_checks(config: Path | None, socket: Path | None) -> list[Check]:
             lambda: check_dirs(settings),
             lambda: check_disk(settings),
             lambda: check_daemon(settings, socket or settings.socket),
+            lambda: check_ollama(settings),
+            lambda: check_parity(settings),
+            lambda: check_llama_cpp(settings),
         ]
         checks += [step() for step in steps]
     checks += check_torch()
-    checks += [check_ollama(), check_llama_cpp(), check_inotify()]
+    checks.append(check_inotify())
     return checks

@@ -15,6 +15,7 @@ from typing import Any
 
 from aicoderd import protocol
 from aicoderd.cli.common import JSON_OPTION, settings
+from aicoderd.gguf_types import OLLAMA_QUANTIZE
 
 PRESETS = ["tiny", "small", "base"]
 
@@ -67,7 +68,8 @@ def register(sub: Any) -> None:
     dep = add("deploy", "import a GGUF (or export a model) into Ollama", "ollama", "deploy")
     dep.add_argument("source", help="a .gguf file, or a model directory to export first")
     dep.add_argument("--name", help="NAME[:TAG] (default: ollama.model, tagged by version)")
-    dep.add_argument("--quantize", choices=["q8_0", "q4_K_M", "q4_K_S"], help="by Ollama")
+    dep.add_argument("--quantize", type=str.lower, choices=OLLAMA_QUANTIZE, help="by Ollama")
+    dep.add_argument("--force", action="store_true", help="deploy a GGUF not verified in llama.cpp")
     models = add("models", "the deployed versions in Ollama, with metrics", "ollama", "models")
     models.add_argument("--name", help="model name (default: ollama.model)")
     rb = add("rollback", "point <model>:latest back to an earlier version", "ollama", "rollback")

@@ -4,13 +4,14 @@ always with the parity check."""
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from aicoderd.errors import JobSkipped
-from aicoderd.export import cli as export_cli
+from aicoderd.export import constants as C
 from aicoderd.export import convert
-from aicoderd.export.build import BuildOptions, build, report_path
+from aicoderd.export.build import BuildOptions, build, remove_scratch, report_path
 from aicoderd.jobctx import JobContext
 from aicoderd.training import versions
 
@@ -24,28 +25,29 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if current is None:
             raise JobSkipped("no promoted model to export yet")
         model_dir = current
-    out_type = str(params.get("type") or s.export.type)
-    out = s.exports_dir / f"{model_dir.name}-{out_type}.gguf"
-    opts = BuildOptions(
-        out_type=out_type,
+    opts = replace(
+        BuildOptions.from_settings(s),
+        out_type=str(params.get("type") or s.export.type),
         verify=True,  # always: a GGUF that fails is never deployed
-        limits=export_cli.limits(s),
-        llama_cpp_dir=export_cli.llama_cpp_dir(s),
         meta=convert.Metadata(version=model_dir.name),
     )
+    out = s.exports_dir / f"{model_dir.name}-{opts.out_type}.gguf"
 
     def progress(done: int, total: int, name: str) -> None:
         ctx.progress(step=done, total=total, message=f"writing {name}")
 
+    remove_scratch(s.exports_dir)  # export jobs run one at a time: leftovers of a killed one
     result = build(model_dir, out, opts, progress)
     prune(s.exports_dir, s.export.keep)
     return result
 
 
 def prune(exports: Path, keep: int) -> None:
-    """Keep the newest ``keep`` GGUFs (and their reports)."""
-    ggufs = sorted(exports.glob("*.gguf"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in ggufs[keep:]:
-        for path in (old, report_path(old), old.with_name(f".{old.name}.sha256")):
-            with contextlib.suppress(OSError):
-                path.unlink()
+    """Keep the newest ``keep`` GGUFs and the newest ``keep`` rejected ones, with reports."""
+    for pattern in ("*.gguf", f"*.gguf{C.REJECTED_SUFFIX}"):
+        found = sorted(exports.glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in found[keep:]:
+            gguf = old.with_name(old.name.removesuffix(C.REJECTED_SUFFIX))
+            for path in (old, report_path(gguf), gguf.with_name(f".{gguf.name}.sha256")):
+                with contextlib.suppress(OSError):
+                    path.unlink()

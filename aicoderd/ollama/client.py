@@ -1,4 +1,5 @@
-"""A small client for the Ollama endpoints a deploy needs (reference/ollama-api.md §2, §3, §8).
+"""A small client for the Ollama endpoints a deploy needs (blobs, create, show,
+copy, delete, tags, ps, generate).
 
 httpx errors are translated here: a server that cannot be reached is
 :class:`OllamaUnavailable` (the deploy job waits and retries), anything else the server says
@@ -9,14 +10,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from aicoderd.errors import OllamaError
+from aicoderd.ollama import names
+from aicoderd.ollama.host import base_url
+
+if TYPE_CHECKING:  # the upload runs without pydantic (~15 MiB)
+    from aicoderd.config import Settings
 
 # Connecting and ordinary calls are quick; create may validate and quantize for minutes and
-# must never be abandoned (a dropped stream leaks the server's worker: §3.10).
+# must never be abandoned (Ollama's create worker blocks for good on a client that went away).
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CREATE_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
@@ -48,6 +54,11 @@ class Client:
     def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        """The configured Ollama (``ollama.host``, resolved when the config was loaded)."""
+        return cls(base_url(settings.ollama.host))
 
     def close(self) -> None:
         self._http.close()
@@ -162,6 +173,13 @@ class Client:
 
     def ps(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/ps").get("models") or [])
+
+    def loaded(self, name: str) -> bool:
+        """Whether a runner for ``name`` is in memory (names compare as Ollama compares them)."""
+        want = names.parse(name).key()
+        return any(
+            names.is_valid(m["name"]) and names.parse(m["name"]).key() == want for m in self.ps()
+        )
 
 
 class CreateFailed(OllamaError):

@@ -11,9 +11,8 @@ from typing import Any
 from aicoderd.errors import JobSkipped, OllamaError
 from aicoderd.export.build import verified
 from aicoderd.jobctx import JobContext
-from aicoderd.ollama import cli as ollama_cli
-from aicoderd.ollama import deploy as deploying
-from aicoderd.ollama.client import OllamaUnavailable
+from aicoderd.ollama.client import Client, OllamaUnavailable
+from aicoderd.ollama.deploy import DeployOptions, deploy_gguf
 
 
 def _newest_export(exports: Path) -> Path | None:
@@ -28,15 +27,15 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise JobSkipped("no verified GGUF in exports/ to deploy")
     if verified(gguf) is not True:
         raise OllamaError(f"{gguf} has no passing parity report; the daemon deploys none such")
-    opts = ollama_cli.options(s, params.get("name"))
+    opts = DeployOptions.from_settings(s).named(params.get("name"))
     if params.get("version"):
         opts.version = str(params["version"])
     wait = s.ollama.retry_initial_seconds
     deadline = time.monotonic() + s.ollama.retry_give_up_seconds
     while True:
         try:
-            with ollama_cli.client_for(s) as client:
-                return deploying.deploy(
+            with Client.from_settings(s) as client:
+                return deploy_gguf(
                     client,
                     gguf,
                     opts,

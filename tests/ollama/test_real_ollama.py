@@ -1,5 +1,5 @@
 """The same deploy flow against a real Ollama, when ``OLLAMA_HOST`` (or the default address)
-answers; skipped otherwise. Keeps the fake honest (reference/ollama-api.md §12.3)."""
+answers; skipped otherwise. Keeps the fake honest."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ def real() -> Iterator[Client]:
 
 
 def test_deploy_to_real_ollama(real: Client, ggufs: dict[str, Path]) -> None:
-    r = d.deploy(real, ggufs["f16"], d.DeployOptions(name="aicoderd-test", version="t1"))
+    r = d.deploy_gguf(real, ggufs["f16"], d.DeployOptions(name="aicoderd-test", version="t1"))
     try:
         assert r["statuses"][-1] == "success"
         shown = real.show("aicoderd-test:latest")
         assert shown is not None and shown["details"]["family"] == "llama"
         with pytest.raises(Exception, match=r"only supported|unknown"):
-            d.deploy(real, ggufs["f32"], d.DeployOptions(name="aicoderd-test", quantize="q8_0"))
+            d.deploy_gguf(
+                real, ggufs["f32"], d.DeployOptions(name="aicoderd-test", quantize="q8_0")
+            )
     finally:
         for name in ("aicoderd-test:t1", "aicoderd-test:latest"):
             real.delete(name)

@@ -1,10 +1,8 @@
 """A fake Ollama for tests: a real HTTP/1.1 server on loopback that enforces the rules of
-reference/ollama-api.md §12 — digest format and verification, an early 200 for a known blob,
+Ollama's server — digest format and verification, an early 200 for a known blob,
 real GGUF header parsing, the name grammar, quantize eligibility, NDJSON with in-stream errors,
 version branches — with hooks to inject failures (a reset during upload, a create stream that
 ends without ``success``, an error after the manifest, a slow create).
-
-Usage: ``with FakeOllama() as fake: Client(fake.url)...``
 """
 
 from __future__ import annotations
@@ -26,8 +24,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from aicoderd.ollama import ggufinfo, names
-from aicoderd.ollama.deploy import parse_version
+from aicoderd.ollama.testing import ggufheader, modelnames
+from aicoderd.ollama.testing.modelnames import ModelName
 
 DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
 QUANT_NEW = ("F32", "F16", "BF16", "Q8_0", "Q4_K_S", "Q4_K_M", "Q4_K")
@@ -84,8 +82,8 @@ class FakeOllama:
         self._tmp = None if root else tempfile.TemporaryDirectory(prefix="fake-ollama-")
         self.blobs_dir = (root or Path(self._tmp.name if self._tmp else ".")) / "blobs"
         self.blobs_dir.mkdir(parents=True, exist_ok=True)
-        self.manifests: dict[tuple[str, str, str, str], Manifest] = {}
-        self.display: dict[tuple[str, str, str, str], str] = {}
+        self.manifests: dict[tuple[str, ...], Manifest] = {}
+        self.display: dict[tuple[str, ...], str] = {}
         self.runners: dict[str, tuple[str, float]] = {}  # blob path → (name, expires)
         self.faults = Faults()
         self.requests: list[tuple[str, str]] = []  # (method, path), for assertions
@@ -119,8 +117,8 @@ class FakeOllama:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
-    def v(self) -> tuple[int, int, int]:
-        return parse_version(self.version)
+    def v(self) -> tuple[int, ...]:
+        return version_tuple(self.version)
 
     def restart(self) -> None:
         """A server restart: unreferenced blobs are pruned, runners are gone."""
@@ -144,11 +142,18 @@ class FakeOllama:
             path.write_bytes(data)
         return digest, existed
 
-    def lookup(self, text: str) -> tuple[tuple[str, str, str, str], Manifest] | None:
-        key = names.parse(text).key()
+    def lookup(self, text: str) -> tuple[tuple[str, ...], Manifest] | None:
+        key = modelnames.parse(text).key()
         with self.lock:
             m = self.manifests.get(key)
         return (key, m) if m else None
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """``0.32.15`` → (0, 32, 15), ``v0.33.0-rc2`` → (0, 33, 0); a dev build's 0.0.0 is newest."""
+    core = text.strip().removeprefix("v").split("-")[0].split("+")[0]
+    numbers = tuple(int(part) for part in [*core.split("."), "0", "0"][:3])
+    return (10**9,) if not any(numbers) else numbers
 
 
 def _valid_path(p: str) -> bool:
@@ -257,10 +262,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
-    def _name(self, text: Any, message: str = "invalid model name") -> names.Name:
-        if not isinstance(text, str) or not names.is_valid(text):
+    def _name(self, text: Any, message: str = "invalid model name") -> ModelName:
+        name = modelnames.parse(text) if isinstance(text, str) else None
+        if name is None or not name.valid():
             raise HTTPFail(400, message)
-        return names.parse(text)
+        return name
 
     # --- simple endpoints --------------------------------------------------------------------
     def do_root(self) -> None:
@@ -296,31 +302,27 @@ class _Handler(BaseHTTPRequestHandler):
         _refuse_cloud(name)
         found = self.fake.lookup(text)
         if found is None:
-            raise HTTPFail(404, f"model '{name.display}' not found")
+            raise HTTPFail(404, f"model '{name.display()}' not found")
         self._json(200, _show(self.fake, found[1]))
 
     def do_copy(self) -> None:
         req = self._read_json()
         src, dst = req.get("source", ""), req.get("destination", "")
-        if not names.is_valid(src):
-            raise HTTPFail(400, f'source "{src}" is invalid')
-        if not names.is_valid(dst):
-            raise HTTPFail(400, f'destination "{dst}" is invalid')
+        self._name(src, f'source "{src}" is invalid')
+        dst_name = self._name(dst, f'destination "{dst}" is invalid')
         found = self.fake.lookup(src)
         if found is None:
             raise HTTPFail(404, f'model "{src}" not found')
-        dst_name = names.parse(dst)
         with self.fake.lock:
             m = found[1]
             self.fake.manifests[dst_name.key()] = Manifest(list(m.layers), dict(m.config))
-            self.fake.display[dst_name.key()] = dst_name.display
+            self.fake.display[dst_name.key()] = dst_name.display()
         self._send(200, b"", "text/plain")
 
     def do_delete(self) -> None:
         req = self._read_json()
         text = req.get("model") or req.get("name") or ""
-        if not names.is_valid(text):
-            raise HTTPFail(400, f'name "{text}" is invalid')
+        self._name(text, f'name "{text}" is invalid')
         found = self.fake.lookup(text)
         if found is None:
             raise HTTPFail(404, f"model '{text}' not found")
@@ -413,7 +415,7 @@ class _Handler(BaseHTTPRequestHandler):
             for key in sorted(files):
                 path = fake.blob_path(str(files[key]))
                 with contextlib.suppress(OSError), open(path, "rb") as fh:
-                    if fh.read(4) == ggufinfo.MAGIC:
+                    if fh.read(4) == ggufheader.MAGIC:
                         gguf_key = key
                         break
         if gguf_key is None:
@@ -449,9 +451,9 @@ class _Handler(BaseHTTPRequestHandler):
         req = self._read_json()
         name = self._name(req.get("model"))
         _refuse_cloud(name)
-        found = fake.lookup(name.display)
+        found = fake.lookup(name.display())
         if found is None:
-            raise HTTPFail(404, f"model '{name.display}' not found")
+            raise HTTPFail(404, f"model '{name.display()}' not found")
         m = found[1]
         blob = next(lay["digest"] for lay in m.layers if lay["mediaType"] == MEDIA + "model")
         now = datetime.now(UTC).isoformat()
@@ -510,9 +512,9 @@ class _Truncate(Exception):
     """Injected: end the create stream without success or error."""
 
 
-def _refuse_cloud(name: names.Name) -> None:
+def _refuse_cloud(name: ModelName) -> None:
     if name.tag in ("cloud",) or name.tag.endswith("-cloud"):
-        raise HTTPFail(500, f"{name.display}: cloud models are not reachable in this fake")
+        raise HTTPFail(500, f"{name.display()}: cloud models are not reachable in this fake")
 
 
 def _check_options(options: dict[str, Any]) -> None:
@@ -553,9 +555,7 @@ def _check_template(text: str) -> None:
         raise HTTPFail(400, "template error: unexpected EOF")
 
 
-def _create(
-    fake: FakeOllama, name: names.Name, req: dict[str, Any], digest: str, emit: Any
-) -> None:
+def _create(fake: FakeOllama, name: ModelName, req: dict[str, Any], digest: str, emit: Any) -> None:
     emit({"status": "parsing GGUF"})
     if not DIGEST.match(digest):
         raise HTTPFail(500, "invalid digest format")
@@ -563,14 +563,13 @@ def _create(
     if not path.exists():
         raise HTTPFail(500, f"open {path}: no such file or directory")
     with open(path, "rb") as fh:
-        if fh.read(4) != ggufinfo.MAGIC:
+        if fh.read(4) != ggufheader.MAGIC:
             raise HTTPFail(400, "supplied file was not in GGUF format")
-        fh.seek(0)
-        try:
-            header = ggufinfo.read_header(fh, path.stat().st_size)
-        except ggufinfo.GGUFError as exc:
-            raise HTTPFail(500, str(exc)) from None
-    model_digest, file_type = digest, header.file_type
+    try:
+        header = ggufheader.decode(path)
+    except ggufheader.BadGGUF as exc:
+        raise HTTPFail(500, str(exc)) from None
+    model_digest, file_type, listed = digest, header.file_type, header.listed_file_type
     quantize = str(req.get("quantize") or req.get("quantization") or "").upper()
     if quantize:
         allowed = QUANT_NEW if fake.v >= (0, 7, 0) else None
@@ -595,7 +594,7 @@ def _create(
             )
         emit({"status": "verifying conversion"})
         model_digest, _ = fake.store_bytes(path.read_bytes() + f"quantized {target}".encode())
-        file_type = target
+        file_type = listed = target
     elif fake.v >= (0, 30, 0):
         if header.architecture not in fake.architectures:
             raise HTTPFail(
@@ -636,7 +635,8 @@ def _create(
         "model_family": header.architecture,
         "model_families": [header.architecture],
         "file_type": file_type,
-        "parameter_size": str(header.parameter_count),
+        "listed_file_type": listed,
+        "parameter_size": str(header.parameters),
         "header": header.kv,
     }
     config_digest, _ = fake.store_bytes(json.dumps(config, default=str).encode())
@@ -653,7 +653,7 @@ def _create(
                 "mediaType": "application/vnd.docker.container.image.v1+json",
             },
         )
-        fake.display[name.key()] = name.display
+        fake.display[name.key()] = name.display()
         if old:
             _gc(fake, old)
     if fake.faults.error_after_manifest > 0:
@@ -702,7 +702,7 @@ def _list_entry(fake: FakeOllama, display: str, m: Manifest) -> dict[str, Any]:
             "family": cfg["model_family"],
             "families": cfg["model_families"],
             "parameter_size": cfg["parameter_size"],
-            "quantization_level": cfg["file_type"],
+            "quantization_level": cfg["listed_file_type"],  # its reader maps 0 to F32
         },
     }
 
