@@ -130,6 +130,35 @@ class OllamaError(AicoderError):
     code = "ollama_error"
 
 
+class OllamaUnavailable(OllamaError):
+    """Nothing answers at the Ollama address."""
+
+    code = "ollama_unavailable"
+    http_status = 503
+
+
+class CreateIncomplete(OllamaError):
+    """The create stream ended without ``success`` or ``error``: the outcome is unknown."""
+
+    code = "ollama_create_incomplete"
+
+
+class CreateFailed(OllamaError):
+    """An ``error`` line in the create stream; ``statuses`` are the lines before it."""
+
+    code = "ollama_create_failed"
+
+    def __init__(self, message: str, statuses: list[str]) -> None:
+        super().__init__(message)
+        self.statuses = statuses
+
+
+class GGUFError(OllamaError):
+    """A file that is not a GGUF Ollama would take."""
+
+    code = "gguf_invalid"
+
+
 @cache
 def _codes() -> dict[str, int]:
     found: dict[str, int] = {}

@@ -15,7 +15,7 @@ class Exported(JobResult):
 
 EXPORT = JobKind(
     "export",
-    "aicoderd.export.job:run",
+    "aicoderd.export.export_job:run",
     Exported,
     Lane.HEAVY,
     "convert the promoted (or given) model to GGUF in data_dir/exports and check parity with"

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import CreateFailed, CreateIncomplete, OllamaError, OllamaUnavailable
 from aicoderd.ollama import names
 from aicoderd.ollama.host import base_url
 
@@ -27,19 +27,6 @@ TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CREATE_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
 Status = Callable[[dict[str, Any]], None]
-
-
-class OllamaUnavailable(OllamaError):
-    """Nothing answers at the Ollama address."""
-
-    code = "ollama_unavailable"
-    http_status = 503
-
-
-class CreateIncomplete(OllamaError):
-    """The create stream ended without ``success`` or ``error``: the outcome is unknown."""
-
-    code = "ollama_create_incomplete"
 
 
 def _message(resp: httpx.Response) -> str:
@@ -180,13 +167,3 @@ class Client:
         return any(
             names.is_valid(m["name"]) and names.parse(m["name"]).key() == want for m in self.ps()
         )
-
-
-class CreateFailed(OllamaError):
-    """An ``error`` line in the create stream; ``statuses`` are the lines before it."""
-
-    code = "ollama_create_failed"
-
-    def __init__(self, message: str, statuses: list[str]) -> None:
-        super().__init__(message)
-        self.statuses = statuses

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import CreateFailed, CreateIncomplete, OllamaError
 from aicoderd.export import constants as EC
 from aicoderd.gguf_types import ollama_quantize_name
 from aicoderd.ollama import ggufinfo, names
 from aicoderd.ollama.blobs import BlobUpload
 from aicoderd.ollama.blobs import Progress as BytesProgress
-from aicoderd.ollama.client import Client, CreateFailed, CreateIncomplete
+from aicoderd.ollama.client import Client
 from aicoderd.training import prompt
 
 if TYPE_CHECKING:

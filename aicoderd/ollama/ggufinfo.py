@@ -14,7 +14,7 @@ from typing import IO, Any
 
 import gguf
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import GGUFError
 
 MAGIC = b"GGUF"
 _SCALARS = {
@@ -35,10 +35,6 @@ MAX_DIMS = 4
 # Ollama's FileType names (fs/ggml), by general.file_type; 0 reads as "unknown" in create.
 FILE_TYPES = {ft.value: ft.name.removeprefix("MOSTLY_") for ft in gguf.LlamaFileType}
 FILE_TYPES[0] = "F32"
-
-
-class GGUFError(OllamaError):
-    code = "gguf_invalid"
 
 
 @dataclass

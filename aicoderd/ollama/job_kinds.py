@@ -13,7 +13,7 @@ class Deployed(JobResult):
 
 DEPLOY = JobKind(
     "deploy",
-    "aicoderd.ollama.job:run",
+    "aicoderd.ollama.deploy_job:run",
     Deployed,
     Lane.LIGHT,
     "import the newest verified GGUF (or params.gguf) into Ollama as <model>:<version> and"

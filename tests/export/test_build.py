@@ -16,7 +16,7 @@ import pytest
 from aicoderd.cli.main import main
 from aicoderd.errors import ExportError
 from aicoderd.export import build as building
-from aicoderd.export import job
+from aicoderd.export import export_job as job
 from aicoderd.export.build import BuildOptions, build, report_path, verified
 from aicoderd.export.inference import INSTALL_HINT
 from aicoderd.export.verify import Limits

@@ -11,10 +11,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import OllamaError, OllamaUnavailable
 from aicoderd.ollama import deploy as d
 from aicoderd.ollama.blobs import BlobUpload, UploadState, file_digest
-from aicoderd.ollama.client import Client, OllamaUnavailable
+from aicoderd.ollama.client import Client
 from aicoderd.ollama.testing import FakeOllama
 from aicoderd.ollama.versions import point_latest, versions
 from aicoderd.training import prompt

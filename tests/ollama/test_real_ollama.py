@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from aicoderd.errors import OllamaUnavailable
 from aicoderd.ollama import deploy as d
-from aicoderd.ollama.client import Client, OllamaUnavailable
+from aicoderd.ollama.client import Client
 from aicoderd.ollama.host import base_url
 
 pytestmark = pytest.mark.ollama

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aicoderd.errors import JobSkipped, OllamaError
+from aicoderd.errors import JobSkipped, OllamaError, OllamaUnavailable
 from aicoderd.export.build import verified
 from aicoderd.jobctx import JobContext
-from aicoderd.ollama.client import Client, OllamaUnavailable
+from aicoderd.ollama.client import Client
 from aicoderd.ollama.deploy import DeployOptions, deploy_gguf
 
 
