@@ -39,11 +39,10 @@ from corpus_throughput import _CHILD, MB, material, run_pinned, variants, write_
 
 from aicoderd.corpus import secrets
 from aicoderd.corpus.steps import STEPS
-from tests.helpers.secret_cases import Case, load
+from tests.helpers.secret_cases import MARK, Case, load, replaced
 
 # The detector before Kingfisher: the tree this work started from.
 BEFORE = "63c665b"
-MARK = "\u2588"  # no case contains it, so what was replaced is unambiguous
 
 Redact = Callable[[str], str]
 
@@ -76,20 +75,6 @@ def load_before(rev: str, into: Path) -> tuple[types.ModuleType, Path]:
     return module, path
 
 
-def replaced(case: Case, redacted: str) -> bool:
-    """Every secret of the case lies inside a replaced stretch of the text."""
-    pieces = redacted.split(MARK)
-    if not case.text.startswith(pieces[0]) or not case.text.endswith(pieces[-1]):
-        return False
-    gone, at = [], len(pieces[0])
-    for piece in pieces[1:-1]:
-        nxt = case.text.find(piece, at + 1)
-        gone.append((at, nxt))
-        at = nxt + len(piece)
-    gone.append((at, len(case.text) - len(pieces[-1])))
-    return all(any(a <= s and e <= b for a, b in gone) for s, e in case.spans)
-
-
 def score(cases: list[Case], redact: Redact) -> dict[str, Counter[str]]:
     """Per kind: secrets ``found``/``secrets``, look-alikes ``flagged``/``benign``."""
     by_kind: dict[str, Counter[str]] = {}
@@ -98,7 +83,7 @@ def score(cases: list[Case], redact: Redact) -> dict[str, Counter[str]]:
         out = redact(case.text)
         if case.is_secret:
             row["secrets"] += 1
-            row["found"] += replaced(case, out)
+            row["found"] += replaced(case, out, MARK)
         else:
             row["benign"] += 1
             row["flagged"] += out != case.text

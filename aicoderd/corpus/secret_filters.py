@@ -49,11 +49,14 @@ _PASSWORD_ENDINGS = ("password", "passwd", "passphrase", "pwd")  # PGPASSWORD, M
 _SECRET_WORDS = frozenset({"secret", "token", "key", "apikey", "auth", "credential",
                            "credentials", "passkey"})  # fmt: skip
 _SECRET_ENDINGS = ("secret", "token", "apikey", "accesskey", "secretkey", "privatekey")
+_SECRET_FAMILY = _SECRET_WORDS | _PASSWORD_WORDS
 # Words that may follow the secret's word in its name (DB_PASSWORD_PROD, password2).
 _SUFFIXES = frozenset({"confirmation", "confirm", "again", "repeat", "plain", "plaintext",
-                       "raw", "value", "prod", "production", "dev", "development", "test",
+                       "raw", "prod", "production", "dev", "development", "test",
                        "staging", "local", "new", "old", "current", "default", "str",
                        "string", "b64", "base64", "hex", "encoded", "text"})  # fmt: skip
+# Words that name a credential only with the right word before them.
+_QUALIFIED = frozenset({"key", "token", "auth"})
 # Words before "key" or "token" that make it something other than a credential.
 _NOT_CREDENTIAL = frozenset({
     "src", "dst", "source", "dest", "sort", "primary", "foreign", "partition", "row", "cache",
@@ -64,7 +67,8 @@ _NOT_CREDENTIAL = frozenset({
     "json", "hot", "short", "shortcut", "keyboard", "press", "up", "down", "sequence", "binding",
     "page", "continuation", "pagination", "cursor", "sync", "cancellation", "resume", "marker",
     "lexer", "parser", "csrf", "xsrf", "sentinel", "registry", "s3", "route", "store", "tag",
-    "name", "type", "kind", "sub", "start", "end", "stop", "max", "min",
+    "name", "type", "kind", "sub", "start", "end", "stop", "max", "min", "starting", "client",
+    "request", "confirmation", "action", "import", "device", "session", "idempotent", "change",
 })  # fmt: skip
 # The last word of a name that describes a secret rather than holds it.
 _NOT_SECRET_NAME = re.compile(
@@ -91,6 +95,9 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _FILE_NAME = re.compile(r"\.[a-z]{2,4}$")  # app-2.0.zip
 _ARN = re.compile(r"arn:[\w-]+:[^\s\"']*$")  # arn:aws:secretsmanager:...:secret:NAME
 _URL_SYNTAX = re.compile(r"[\[\]{}<>|^\\]")
+# A URL, a Windows path, or AWS CLI shorthand (Key=Value): where a value is, not the value.
+_LOCATION = re.compile(r"^(?:[a-z][a-z0-9+.-]*://|[A-Za-z]:\\|[A-Za-z]\w*=[^=])")
+_FLAG_BEFORE = re.compile(r"--?([\w-]+)[ \t]+[\"']?$")
 _FLAG = re.compile(r"^-+[A-Za-z_][\w-]*$")  # -pw, --verbose
 
 
@@ -148,7 +155,7 @@ def _names_a(words: list[str], exact: frozenset[str], endings: tuple[str, ...]) 
         return False
     if stems[i] not in exact and not stems[i].endswith(endings):
         return False
-    return i == 0 or words[i - 1] not in _NOT_CREDENTIAL
+    return i == 0 or stems[i] not in _QUALIFIED or words[i - 1] not in _NOT_CREDENTIAL
 
 
 def _named(secret: str, before: str, exact: frozenset[str], endings: tuple[str, ...]) -> bool:
@@ -175,6 +182,8 @@ def _plain_value(secret: str) -> bool:
     dotted name, a path, a number or a constant."""
     return not (
         _reference(secret)
+        or _LOCATION.match(secret)
+        or _UUID.fullmatch(secret)
         or _FLAG.match(secret)
         or _NUMBER.match(secret)
         or _CONSTANT.match(secret)
@@ -227,7 +236,7 @@ def password_bare(secret: str, before: str) -> bool:
 
 
 def secret_value(secret: str, before: str) -> bool:
-    named = _named(secret, before, _SECRET_WORDS | _PASSWORD_WORDS, _SECRET_ENDINGS)
+    named = _named(secret, before, _SECRET_FAMILY, _SECRET_ENDINGS)
     return named and (random_looking(secret) or _basic_credentials(secret))
 
 
@@ -258,6 +267,16 @@ def url_password(secret: str, before: str) -> bool:
     return password_value(secret, before) and not _URL_SYNTAX.search(user + secret)
 
 
+def flag_value(secret: str, before: str) -> bool:
+    """The value after a command-line flag named for a secret (``--api-key VALUE``)."""
+    m = _FLAG_BEFORE.search(before)
+    words = [] if m is None else name_words(m.group(1))
+    if words in ([], ["key"]) or not _names_a(words, _SECRET_FAMILY, _SECRET_ENDINGS):
+        return False  # a bare --key names a record, not a credential
+    file_name = _FILE_NAME.search(secret) is not None
+    return literal(secret, before) and not secret.startswith("-") and not file_name
+
+
 def entropic(secret: str, before: str) -> bool:
     return not_placeholder(secret, before) and shannon_entropy(secret) >= 3.0
 
@@ -276,6 +295,12 @@ FILTERS: dict[str, Filter] = {
     "netrc_password": password_value,
     "curl_password": password_value,
     "mysql_password": password_value,
+    "cli_password": password_value,
+    "flag_secret": flag_value,
+    "terraform_default": literal,
+    "stdin_password": password_value,
+    "pgpass_password": password_value,
+    "env_entry_secret": literal,
     "basic_auth": basic_auth,
     "bearer_token": bearer_token,
     "discord_token": entropic,

@@ -24,6 +24,7 @@ _B64 = _ALNUM + "+/"
 _B64URL = _ALNUM + "_-"
 _WORDS = ("app", "deploy", "admin", "report", "ci", "svc", "backup", "ops", "build", "web")
 _PW_SYMBOLS = "!%*+-._~^"
+MARK = "\u2588"  # a placeholder no case contains: what was replaced is unambiguous
 _GEN = re.compile(r"\[\[(\w+)(?::(\d+))?\]\]")
 
 
@@ -107,6 +108,20 @@ def _make(kind: str, where: str, template: str, rng: random.Random) -> Case:
             secrets.append(value)
         text += value
     return Case(kind, where, text, tuple(secrets), tuple(spans))
+
+
+def replaced(case: Case, redacted: str, mark: str) -> bool:
+    """Every secret of the case lies inside a stretch of the text that became ``mark``."""
+    pieces = redacted.split(mark)
+    if not case.text.startswith(pieces[0]) or not case.text.endswith(pieces[-1]):
+        return False
+    gone, at = [], len(pieces[0])
+    for piece in pieces[1:-1]:
+        nxt = case.text.find(piece, at + 1)
+        gone.append((at, nxt))
+        at = nxt + len(piece)
+    gone.append((at, len(case.text) - len(pieces[-1])))
+    return all(any(a <= s and e <= b for a, b in gone) for s, e in case.spans)
 
 
 def load(seed: int = 20261203, path: Path = CASES) -> list[Case]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aicoderd.corpus.secrets import _SLICE, detect, kind_of, redact, redact_all, redact_strings
-from tests.helpers.secret_cases import Case, load
+from tests.helpers.secret_cases import MARK, Case, load, replaced
 
 from .conftest import build_files
 
@@ -26,7 +26,6 @@ CASES = load()
 SECRETS = [c for c in CASES if c.is_secret]
 BENIGN = [c for c in CASES if not c.is_secret]
 RNG = random.Random(7)
-MARK = "\u2588"  # a placeholder no case contains, so what was replaced is unambiguous
 
 
 def rand(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
@@ -42,20 +41,6 @@ def ids(cases: list[Case]) -> list[str]:
     return out
 
 
-def replaced(case: Case, redacted: str) -> bool:
-    """Every secret of the case is inside a replaced stretch, and nothing else changed."""
-    pieces = redacted.split(MARK)
-    if not case.text.startswith(pieces[0]) or not case.text.endswith(pieces[-1]):
-        return False
-    gone, at = [], len(pieces[0])
-    for piece in pieces[1:-1]:
-        nxt = case.text.find(piece, at + 1)
-        gone.append((at, nxt))
-        at = nxt + len(piece)
-    gone.append((at, len(case.text) - len(pieces[-1])))
-    return all(any(a <= s and e <= b for a, b in gone) for s, e in case.spans)
-
-
 def test_the_labelled_set_is_large_and_varied() -> None:
     assert len(SECRETS) >= 150 and len({c.kind for c in SECRETS}) >= 30
     assert len(BENIGN) >= 300
@@ -65,7 +50,7 @@ def test_the_labelled_set_is_large_and_varied() -> None:
 @pytest.mark.parametrize("case", SECRETS, ids=ids(SECRETS))
 def test_each_labelled_secret_is_replaced(case: Case) -> None:
     redacted, found = redact(case.text, MARK)
-    assert replaced(case, redacted), redacted
+    assert replaced(case, redacted, MARK), redacted
     assert sum(found.values()) >= 1
 
 
