@@ -150,7 +150,9 @@ def redact(text: str, placeholder: str = "<SECRET>") -> tuple[str, Counter[str]]
 def redact_strings(values: list[str], placeholder: str) -> list[str]:
     """URIs, paths and messages a build records, each with its secrets replaced (a token in a
     file name must not reach the dataset, the ledger or the manifest)."""
-    return [text for text, _ in redact_all(values, placeholder)] if values else []
+    unique = list(dict.fromkeys(values))  # a build's documents share a few sources
+    clean = dict(zip(unique, (text for text, _ in redact_all(unique, placeholder)), strict=True))
+    return [clean[v] for v in values]
 
 
 def _disjoint(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from aicoderd.config import CorpusConfig
 from aicoderd.corpus.secrets import _SLICE, detect, kind_of, redact, redact_all, redact_strings
 from tests.helpers.secret_cases import MARK, Case, load, replaced
 
@@ -227,3 +228,31 @@ def test_a_build_writes_no_planted_secret_anywhere(tmp_path: Path) -> None:
         assert not leaked, (path, leaked[:3])
     manifest_text = json.dumps(manifest)
     assert all(s not in manifest_text for s in planted)
+
+
+def test_an_incremental_build_redacts_the_new_names_too(tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    (inputs / "first.txt").write_text(_padding(1) + _padding(2))
+    assert build_files(out, inputs) is not None
+    token = "glpat-" + rand(20)
+    (inputs / f"notes-{token}.md").write_text(_padding(3) + _padding(4))
+    manifest = build_files(out, inputs)
+    assert manifest is not None and manifest["build"]["mode"] == "incremental"
+    assert manifest["documents"] == 2
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert token.encode() not in path.read_bytes(), path
+    arrow = b"".join(p.read_bytes() for p in (out / "dataset").rglob("*.arrow"))
+    assert b"notes-<SECRET>.md" in arrow  # the uri column
+
+
+def test_with_redaction_off_names_and_text_stay(tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    token = "ghp_" + rand(36)
+    (inputs / f"{token}.txt").write_text(_padding(5) + f'TOKEN = "{token}"\n' + _padding(6))
+    manifest = build_files(out, inputs, config=CorpusConfig(redact_secrets=False))
+    assert manifest is not None and manifest["redactions"] == {}
+    text = (out / "preprocessed_corpus.txt").read_text()
+    assert f'TOKEN = "{token}"' in text
+    assert any(token.encode() in p.read_bytes() for p in (out / "dataset").rglob("*.arrow"))
