@@ -1,10 +1,11 @@
 """Step ``secrets``: credentials in the text are replaced by a placeholder (``<SECRET>``), and
 the same detector cleans the URIs and paths a build records (:func:`redact_strings`).
 
-Detection is one Kingfisher scan per batch: its maintained catalogue (Betterleaks and Veles
-rules for several hundred providers) and this project's rules (``secret_rules.yaml``:
-assignments, URLs, connection strings, command lines, a few token shapes) compiled into one
-vectorscan database, so a batch costs one pass whatever the number of rules. Each match then
+Detection is one Kingfisher scan per 256 KB slice of a batch: its maintained catalogue
+(Betterleaks and Veles rules for several hundred providers) and this project's rules
+(``secret_rules.yaml``: assignments, URLs, connection strings, command lines, a few token
+shapes) compiled into one vectorscan database, so a slice costs one pass whatever the number
+of rules. Each match then
 goes through its rule's filter (:mod:`aicoderd.corpus.secret_filters`): placeholders,
 references such as ``${DB_PASS}``, code expressions and documentation examples stay. Only the
 secret itself is replaced — ``password=``, the quotes, the user name in a URL stay.
