@@ -38,15 +38,6 @@ from aicoderd.store import Store
 logger = log.get("aicoderd")
 
 
-def extract_limits(s: Settings) -> ExtractLimits:
-    return ExtractLimits(
-        max_file_bytes=int(s.ingest.max_file_bytes),
-        archive_max_members=s.ingest.archive_max_members,
-        archive_max_total_bytes=int(s.ingest.archive_max_total_bytes),
-        archive_max_ratio=s.ingest.archive_max_ratio,
-    )
-
-
 class Daemon:
     """Everything the daemon runs; the API reaches it through :class:`server.DaemonApi`."""
 
@@ -92,7 +83,7 @@ class Daemon:
         self.folders = FolderSet(
             s,
             worker_args=(s.state_db, s.documents_dir, s.log_level, s.log_format),
-            limits=lambda: extract_limits(self.settings),
+            limits=lambda: ExtractLimits.from_config(self.settings.ingest),
             on_batch=self._ingested,
         )
         self.corpus_trigger = CorpusTrigger(
