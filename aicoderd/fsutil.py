@@ -19,7 +19,8 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, *, durable: bool = True, mode: int = 0o644) -> None:
     """Write ``data`` to a temp file beside ``path``, fsync it, and rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # The temp name starts like the final one, cut so that it never passes the name limit.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name[:64]}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)

@@ -31,6 +31,8 @@ from aicoderd.store.writer import DocumentWriter
 logger = log.get(__name__)
 
 FAILED_DIR = ".failed"
+ERROR_NOTE = ".error.txt"
+NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs)
 Mode = Literal["consume", "mirror", "copy"]
 
 
@@ -219,7 +221,8 @@ class Ingestor:
         rel = t.path.relative_to(t.root)
         dest = t.root / FAILED_DIR / rel
         if dest.exists() or dest.is_symlink():
-            dest = dest.with_name(f"{dest.name}.{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+            stamp = f".{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+            dest = dest.with_name(fit_name(dest.name, stamp))
         dest.parent.mkdir(parents=True, exist_ok=True)
         note = (
             f"file: {t.path}\nreason: {outcome.reason}\nmessage: {outcome.message}\n"
@@ -227,7 +230,7 @@ class Ingestor:
         )
         # surrogateescape: a name that is not UTF-8 is written with its own bytes
         atomic_write(
-            dest.with_name(dest.name + ".error.txt"), note.encode(errors="surrogateescape")
+            dest.with_name(fit_name(dest.name, ERROR_NOTE)), note.encode(errors="surrogateescape")
         )
         os.rename(t.path, dest)
 
@@ -253,3 +256,15 @@ class Ingestor:
         if stored or counts.get("refused", 0):
             tx.events.add("ingest.batch", dict(counts))
             logger.info("ingest.batch", **counts)
+
+
+def fit_name(name: str, suffix: str) -> str:
+    """``name + suffix``, the name shortened (and told apart by a hash of the whole) when the
+    result would pass the file system's limit on one name; the note inside keeps the path."""
+    whole = os.fsencode(name + suffix)
+    if len(whole) <= NAME_MAX:
+        return name + suffix
+    tag = "~" + hashlib.sha256(whole).hexdigest()[:12]
+    room = NAME_MAX - len(os.fsencode(tag + suffix))
+    head = os.fsencode(name)[:room]
+    return os.fsdecode(head) + tag + suffix
