@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -115,10 +115,15 @@ class CorpusConfig(_Section):
         return value
 
 
+# The model presets, smallest first (aicoderd.training.model holds their shapes).
+PresetName = Literal["tiny", "small", "base"]
+PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
+
+
 class TrainingConfig(_Section):
     """Tokenizer, pretraining, feedback finetuning and the evaluation gate (issue 5)."""
 
-    preset: Literal["tiny", "small", "base"] = "small"  # model size; the fields below override
+    preset: PresetName = "small"  # model size; the fields below override
     hidden_size: int | None = Field(default=None, ge=256)  # a multiple of 256 (k-quants)
     intermediate_size: int | None = Field(default=None, ge=256)  # a multiple of 256
     num_layers: int | None = Field(default=None, ge=1)
@@ -228,12 +233,20 @@ class PipelineConfig(_Section):
 
     auto_train: bool = True  # queue train after a corpus build when the thresholds below hold
     first_model_min_tokens: int = Field(default=100_000, ge=1)  # corpus size for the first model
+    # The first model of an installation: this preset, trained for at most this long (then
+    # gated, exported, verified: a model in minutes); null: the first is training.preset.
+    starter_preset: PresetName | None = "tiny"
+    starter_wall_seconds: float = Field(default=300.0, gt=0)
+    upgrade_when_idle: bool = True  # then a training.preset model, when the machine is idle:
+    idle_load: float = Field(default=0.5, gt=0)  # ...1-minute load average per core below this
     retrain_min_new_tokens: int = Field(default=100_000, ge=1)  # growth since the current
     retrain_min_growth: float = Field(default=0.25, ge=0)  # ...model's snapshot: both must hold
     auto_finetune: bool = True  # queue finetune of the current model on new feedback...
     finetune_min_feedback: int = Field(default=50, ge=1)  # ...once this many valid records came
     auto_export: bool = True  # export (always verified) each model the gate promotes
     auto_deploy: bool = True  # deploy each verified export of the current model to Ollama
+    retry_seconds: float = Field(default=600.0, gt=0)  # a failed export/deploy: again after
+    retry_max: int = Field(default=5, ge=0)  # ...this, doubling, at most this many times
 
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
