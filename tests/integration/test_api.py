@@ -333,7 +333,7 @@ def test_idle_and_half_open_connections_are_closed_and_capped(make_daemon) -> No
     silent = [_connect(d.socket) for _ in range(15)]
     half = _connect(d.socket)
     half.sendall(b"GET /v1/status HTTP/1.1\r\nHost: aicoderd\r\n")  # never finished
-    held = silent + [half]
+    held = [*silent, half]
     extra = [_connect(d.socket) for _ in range(8)]  # 24 in all: the last ones are refused
     refused = [c for c in extra if c.recv(4096).startswith(b"HTTP/1.1 503")]
     assert len(refused) >= 4

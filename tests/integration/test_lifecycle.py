@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
