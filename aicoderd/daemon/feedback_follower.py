@@ -1,18 +1,22 @@
-"""Follows the configured feedback files: valid records go to the store, invalid lines to
-``feedback/rejected.jsonl`` with the reason.
+"""Follows the feedback sources: the configured feedback files (valid records to the store,
+invalid lines to ``feedback/rejected.jsonl`` with the reason) and the editors' logs (each event
+mapped by :mod:`aicoderd.sources.editor_logs`; events that map to no record counted by reason).
 
-Each poll of a file commits its records and its tail state in one transaction, so a crash
-re-reads a line rather than losing it, and ids de-duplicate the re-read. What a tail notices (a
-rewrite, a rotation while the daemon was down, a rotated file gone) is logged and recorded as an
-event.
+Each poll of a file commits its records, its tail state and an editor's join state in one
+transaction, so a crash re-reads a line rather than losing it, and ids de-duplicate the re-read.
+What a tail notices (a rewrite, a rotation while the daemon was down, a rotated file gone) is
+logged and recorded as an event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from aicoderd import log
 from aicoderd.config import Settings
 from aicoderd.errors import FeedbackError
 from aicoderd.fsutil import append_line
+from aicoderd.sources.editor_logs import EditorLog, Outcome, Skip, editor_logs
 from aicoderd.sources.feedback_file import (
     FeedbackTail,
     Notice,
@@ -33,13 +38,33 @@ from aicoderd.store import Batch, Store
 logger = log.get(__name__)
 
 FILE_SOURCE = "file"
+IDLE_SECONDS = 3600.0  # an editor's file unchanged this long, read to its end, is closed
+
+
+@dataclass
+class _Editor:
+    log: EditorLog
+    tails: dict[Path, FeedbackTail] = field(default_factory=dict)
+    idle: dict[Path, tuple[int, int, int]] = field(default_factory=dict)  # (ino, size, mtime)
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 class FeedbackFollower:
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.settings = settings
+        self.clock = clock
         self.tails: dict[Path, FeedbackTail] = {}
+        self.editors: dict[str, _Editor] = {}
         self._applied: Settings | None = None
         self._apply()
 
@@ -64,6 +89,11 @@ class FeedbackFollower:
                 self.poll_file(path, tail)
             except Exception:
                 logger.exception("feedback.poll_failed", file=str(path))
+        for editor in self.editors.values():
+            try:
+                self.poll_editor(editor)
+            except Exception:
+                logger.exception("feedback.poll_failed", source=editor.log.name)
 
     # -- configuration -----------------------------------------------------------------------
 
@@ -76,6 +106,13 @@ class FeedbackFollower:
         for path in wanted - set(self.tails):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.tails[path] = self._tail(path)
+        for editor in self.editors.values():
+            for tail in editor.tails.values():
+                tail.close()
+        self.editors = {}
+        for editor_log in editor_logs(s):
+            editor_log.restore(self.store.feedback.pending(editor_log.name))
+            self.editors[editor_log.name] = _Editor(editor_log)
         self._applied = s
 
     def _tail(self, path: Path) -> FeedbackTail:
@@ -107,6 +144,81 @@ class FeedbackFollower:
         self._record_read(str(path), added, len(refused) + conflicts, Counter())
         return added, len(refused)
 
+    # -- editors' logs -----------------------------------------------------------------------
+
+    def poll_editor(self, editor: _Editor) -> int:
+        """One round over an editor's files, then what its clock decides. Returns the records
+        added."""
+        added = 0
+        for path in editor.log.files():
+            tail = self._editor_tail(editor, path)
+            if tail is not None:
+                added += self._poll_editor_file(editor, path, tail)
+        outcomes = editor.log.expire(self.clock())
+        pending = editor.log.pending_changes()
+        if outcomes or pending:
+            records, unmapped = _split(outcomes)
+            batch = Batch(
+                editor.log.name,
+                [as_json(r) for r in records],
+                origin=str(editor.log.root),
+                unmapped=dict(unmapped),
+                pending=pending,
+            )
+            new, conflicts = self._commit(batch, {})
+            added += new
+            self._record_read(str(editor.log.root), new, conflicts, unmapped)
+        return added
+
+    def _editor_tail(self, editor: _Editor, path: Path) -> FeedbackTail | None:
+        """The open tail of ``path``; a file closed as idle is opened again when it changed."""
+        tail = editor.tails.get(path)
+        if tail is not None:
+            return tail
+        if path in editor.idle and editor.idle[path] == _signature(path):
+            return None
+        editor.idle.pop(path, None)
+        tail = editor.tails[path] = self._tail(path)
+        return tail
+
+    def _poll_editor_file(self, editor: _Editor, path: Path, tail: FeedbackTail) -> int:
+        lines, state = tail.poll()
+        self._report(tail.take_notices())
+        stored = TailState(*self.store.feedback.tail_state(str(path)))
+        if not lines and state == stored:
+            self._close_if_idle(editor, path, tail, state)
+            return 0
+        by_id: dict[str, TailLine] = {}
+        outcomes: list[Outcome] = []
+        for line in lines:
+            for outcome in editor.log.feed(line):
+                outcomes.append(outcome)
+                if not isinstance(outcome, Skip):
+                    by_id[str(outcome.id)] = line
+        records, unmapped = _split(outcomes)
+        batch = Batch(
+            editor.log.name,
+            [as_json(r) for r in records],
+            str(path),
+            *_where(state),
+            unmapped=dict(unmapped),
+            pending=editor.log.pending_changes(),
+        )
+        added, conflicts = self._commit(batch, by_id)
+        self._record_read(str(path), added, conflicts, unmapped)
+        return added
+
+    def _close_if_idle(
+        self, editor: _Editor, path: Path, tail: FeedbackTail, state: TailState
+    ) -> None:
+        """Dated files pile up: one read to its end and unchanged for an hour is closed, and
+        opened again only if it changes."""
+        sig = _signature(path)
+        if sig is None or sig[1] != state.offset or self.clock() - sig[2] / 1e9 < IDLE_SECONDS:
+            return
+        editor.tails.pop(path).close()
+        editor.idle[path] = sig
+
     # -- shared --------------------------------------------------------------------------------
 
     def _commit(self, batch: Batch, by_id: dict[str, TailLine]) -> tuple[int, int]:
@@ -114,7 +226,9 @@ class FeedbackFollower:
         committed = self.store.feedback.commit(batch)
         for record in committed.conflicts:
             reason = f"id {record['id']} is stored already with other content"
-            line = by_id[record["id"]]
+            line = by_id.get(record["id"])
+            if line is None:  # decided by an editor's clock: no line of its own
+                line = TailLine(json.dumps(record).encode(), batch.origin, -1)
             self._set_aside(line.file, line.offset, line.raw, reason)
         return committed.added, len(committed.conflicts)
 
@@ -152,3 +266,9 @@ class FeedbackFollower:
 
 def _where(state: TailState) -> tuple[int | None, int, str | None]:
     return state.inode, state.offset, state.fingerprint
+
+
+def _split(outcomes: list[Outcome]) -> tuple[list[Any], Counter[str]]:
+    """Records, and the skips counted by reason."""
+    records = [o for o in outcomes if not isinstance(o, Skip)]
+    return records, Counter(o.reason for o in outcomes if isinstance(o, Skip))
