@@ -227,25 +227,25 @@ def check_editor_logs(s: Settings) -> list[Check]:
     for name in ("continue", "tabby"):
         log = enabled.get(name)
         if log is None:
-            checks.append(Check(f"feedback {name}", "note", f"off (feedback.editors.{name})"))
+            checks.append(Check(name, "note", f"feedback: off (feedback.editors.{name})"))
         else:
             checks.append(_survey(log))
     return checks
 
 
 def _survey(log: EditorLog) -> Check:
-    label, key = f"feedback {log.name}", f"feedback.editors.{log.name}.path"
+    label, key = log.name, f"feedback.editors.{log.name}.path"
     if not log.root.is_dir():
         return Check(
             label,
             "note",
-            f"looked in {log.root}: no such folder",
+            f"feedback: looked in {log.root}: no such folder",
             f"if {log.name} keeps its logs elsewhere, set {key}",
         )
     files = log.files()
     if not files:
         wanted = ", ".join(log.patterns)
-        return Check(label, "note", f"looked in {log.root}: no log files ({wanted}) yet")
+        return Check(label, "note", f"feedback: looked in {log.root}: no log files ({wanted}) yet")
     verdicts: Counter[str] = Counter()
     skipped: Counter[str] = Counter()
     left = EDITOR_SURVEY_BYTES
@@ -260,7 +260,7 @@ def _survey(log: EditorLog) -> Check:
                     _tally(log.feed(line), verdicts, skipped)
     _tally(log.expire(time.time()), verdicts, skipped)
     found = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "none"
-    detail = f"looked in {log.root}: {len(files)} files; records: {found}"
+    detail = f"feedback: looked in {log.root}: {len(files)} files; records: {found}"
     if skipped:
         reasons = "; ".join(f"{reason} {n}" for reason, n in skipped.most_common())
         detail += f"; events not used: {reasons}"

@@ -119,12 +119,13 @@ def test_editor_logs_say_where_they_looked_and_what_they_found(tmp_path: Path) -
         },
     )
     cont, tabby = doctor.check_editor_logs(s)
+    assert (cont.name, tabby.name) == ("continue", "tabby")
     assert (cont.level, cont.detail) == (
         "note",
-        f"looked in {home}/.continue/dev_data: no such folder",
+        f"feedback: looked in {home}/.continue/dev_data: no such folder",
     )
     assert "feedback.editors.continue.path" in cont.fix
-    assert (tabby.level, tabby.detail) == ("note", "off (feedback.editors.tabby)")
+    assert (tabby.level, tabby.detail) == ("note", "feedback: off (feedback.editors.tabby)")
     dev_data = home / ".continue" / "dev_data" / "0.2.0"
     append_jsonl(
         dev_data / "autocomplete.jsonl",
@@ -136,7 +137,7 @@ def test_editor_logs_say_where_they_looked_and_what_they_found(tmp_path: Path) -
     (cont,) = doctor.check_editor_logs(s)[:1]
     assert cont.level == "ok"
     assert cont.detail == (
-        f"looked in {dev_data.parent}: 1 files; records: 2 accepted, 1 rejected;"
+        f"feedback: looked in {dev_data.parent}: 1 files; records: 2 accepted, 1 rejected;"
         " events not used: preference signal from another model 1"
     )
     events = home / ".tabby" / "events"
@@ -150,4 +151,6 @@ def test_editor_logs_say_where_they_looked_and_what_they_found(tmp_path: Path) -
     on.feedback.editors.tabby.enabled = True
     on.feedback.editors.tabby.model = "aicoder"
     tabby = doctor.check_editor_logs(on)[1]
-    assert tabby.detail == f"looked in {events}: 1 files; records: 1 rejected"  # the clock decides
+    assert (
+        tabby.detail == f"feedback: looked in {events}: 1 files; records: 1 rejected"
+    )  # the clock decides
