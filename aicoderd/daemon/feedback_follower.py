@@ -38,13 +38,14 @@ from aicoderd.store import Batch, Store
 logger = log.get(__name__)
 
 FILE_SOURCE = "file"
-IDLE_SECONDS = 3600.0  # an editor's file unchanged this long, read to its end, is closed
+IDLE_SECONDS = 3600.0  # an editor's file that gave no line this long, read to its end, is closed
 
 
 @dataclass
 class _Editor:
     log: EditorLog
     tails: dict[Path, FeedbackTail] = field(default_factory=dict)
+    active: dict[Path, float] = field(default_factory=dict)  # when a tail last gave lines
     idle: dict[Path, tuple[int, int, int]] = field(default_factory=dict)  # (ino, size, mtime)
 
 
@@ -150,7 +151,8 @@ class FeedbackFollower:
         """One round over an editor's files, then what its clock decides. Returns the records
         added."""
         added = 0
-        for path in editor.log.files():
+        # A followed file whose name went away (rotated, deleted) is still read to its end.
+        for path in sorted({*editor.log.files(), *editor.tails}):
             tail = self._editor_tail(editor, path)
             if tail is not None:
                 added += self._poll_editor_file(editor, path, tail)
@@ -178,6 +180,7 @@ class FeedbackFollower:
         if path in editor.idle and editor.idle[path] == _signature(path):
             return None
         editor.idle.pop(path, None)
+        editor.active[path] = self.clock()
         tail = editor.tails[path] = self._tail(path)
         return tail
 
@@ -186,8 +189,9 @@ class FeedbackFollower:
         self._report(tail.take_notices())
         stored = TailState(*self.store.feedback.tail_state(str(path)))
         if not lines and state == stored:
-            self._close_if_idle(editor, path, tail, state)
+            self._close_if_idle(editor, path, state)
             return 0
+        editor.active[path] = self.clock()
         by_id: dict[str, TailLine] = {}
         outcomes: list[Outcome] = []
         for line in lines:
@@ -208,16 +212,19 @@ class FeedbackFollower:
         self._record_read(str(path), added, conflicts, unmapped)
         return added
 
-    def _close_if_idle(
-        self, editor: _Editor, path: Path, tail: FeedbackTail, state: TailState
-    ) -> None:
-        """Dated files pile up: one read to its end and unchanged for an hour is closed, and
-        opened again only if it changes."""
+    def _close_if_idle(self, editor: _Editor, path: Path, state: TailState) -> None:
+        """Dated files pile up: one that gave no line for an hour and is read to its end (or
+        whose name is gone) is closed, and opened again only if it changes (its saved state
+        finds a rotated file again)."""
+        if self.clock() - editor.active.get(path, 0.0) < IDLE_SECONDS:
+            return
         sig = _signature(path)
-        if sig is None or sig[1] != state.offset or self.clock() - sig[2] / 1e9 < IDLE_SECONDS:
+        if sig is not None and sig[1] != state.offset:
             return
         editor.tails.pop(path).close()
-        editor.idle[path] = sig
+        editor.active.pop(path, None)
+        if sig is not None:
+            editor.idle[path] = sig
 
     # -- shared --------------------------------------------------------------------------------
 

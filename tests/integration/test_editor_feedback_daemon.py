@@ -146,6 +146,8 @@ def test_editor_logs_to_a_finetune_across_a_restart_and_a_rotation(
         records
     )
     assert records[tabby_id(waiting)]["verdict"] == "accepted"
+    shown = d.cli("status").stdout.splitlines()
+    assert "feedback: 9 valid, 0 invalid" in shown and "  tabby: 3" in shown, shown
     rotated = [e for e in d.get("/v1/events").text.splitlines() if '"feedback.rotated"' in e]
     assert rotated and "autocomplete.jsonl.1" in json.loads(rotated[0])["detail"]
 

@@ -108,8 +108,13 @@ def test_continue_accepted_autocomplete(cont: ContinueLog) -> None:
 
 
 def test_continue_not_accepted_within_10_s_is_rejected(cont: ContinueLog) -> None:
-    rec = record(one(cont.feed(line(continue_autocomplete(accepted=False)))))
+    event = continue_autocomplete(accepted=False)
+    rec = record(one(cont.feed(line(event))))
     assert rec["verdict"] == "rejected"
+    # Accepted after its 10 s, Continue logs the completion again: the same id, other content
+    # (the store keeps the first and refuses the second with its reason).
+    late = record(one(cont.feed(line({**event, "accepted": True}))))
+    assert late["id"] == rec["id"] and late["verdict"] == "accepted"
 
 
 def test_continue_schema_0_1_0_autocomplete(cont: ContinueLog) -> None:
