@@ -203,6 +203,7 @@ class Daemon:
             ],
             "feedback_valid": self.store.feedback.count(),
             "feedback_invalid": self.store.counters.get("feedback.invalid"),
+            "feedback_by_source": self.store.feedback.count_by_source(),
             "corpus": corpus_snapshot.summary(self.settings.corpus_dir),
             "sources": self.scheduler.read(),
         }
@@ -260,7 +261,9 @@ class Daemon:
                 by_source=stored["documents"]["by_source"],
             ),
             feedback=schemas.FeedbackCounts(
-                valid=stored["feedback_valid"], invalid=stored["feedback_invalid"]
+                valid=stored["feedback_valid"],
+                invalid=stored["feedback_invalid"],
+                by_source=stored["feedback_by_source"],
             ),
             jobs=schemas.JobCounts(
                 queued=stored["jobs"].get(protocol.QUEUED, 0),
