@@ -17,17 +17,19 @@ from typing import Any
 
 from aicoderd import children, log
 from aicoderd.config import FolderConfig, Settings
-from aicoderd.daemon.folder_worker import (
+from aicoderd.daemon.folder_messages import (
     FolderPlan,
     Ingested,
     IngestRequest,
+    Mode,
+    Outcome,
     Plan,
     Progress,
     Stop,
+    Target,
 )
-from aicoderd.daemon.ingest import Mode, Outcome, Target
 from aicoderd.errors import AicoderError
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.folders import walk
 
 logger = log.get(__name__)
@@ -35,7 +37,7 @@ logger = log.get(__name__)
 CLI_SOURCE = "cli"
 START_TIMEOUT = 120.0  # a spawned interpreter importing the extractors, on a loaded machine
 RESTART_DELAY = 1.0
-WORKER_MAIN = "from aicoderd.daemon.folder_worker import main; main()"
+WORKER_MAIN = children.LEAN + "from aicoderd.daemon.folder_worker import main; main()"
 
 
 def source_name(folder: FolderConfig) -> str:

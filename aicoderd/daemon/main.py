@@ -33,7 +33,7 @@ from aicoderd.daemon.runner import JobQueue, JobRunner, prune_logs, read_log
 from aicoderd.daemon.scheduler import SourceScheduler
 from aicoderd.daemon.server import CappedSite, bind_socket, build_app
 from aicoderd.errors import AicoderError, ConfigError
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.store import Store
 
 logger = log.get("aicoderd")
