@@ -142,6 +142,7 @@ class ModelPipeline:
     """Queues train, eval, export, deploy and finetune jobs as :mod:`.policy` decides."""
 
     INTERVAL = 2.0  # seconds between looks; each costs a few indexed queries and small reads
+    SOONEST = 0.25  # a poke (a job ended, feedback came) brings the next look forward, to this
 
     def __init__(
         self,
@@ -158,6 +159,11 @@ class ModelPipeline:
         self._said: dict[str, str | None] = {}  # what each stage last logged it waits for
         self._tokens: dict[str, int | None] = {}  # snapshot id → tokens_estimate (immutable)
         self._metrics: dict[Path, dict[str, Any]] = {}  # model dir → metrics.json (immutable)
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Something the facts hold changed (an event was stored): look soon."""
+        self._poked.set()
 
     async def run(self) -> None:
         while True:
@@ -168,7 +174,10 @@ class ModelPipeline:
             else:
                 if plan.submit:
                     self.wake()
-            await asyncio.sleep(self.INTERVAL)
+            await asyncio.sleep(self.SOONEST)
+            self._poked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.INTERVAL - self.SOONEST)
 
     def check(self) -> policy.Plan:
         """One look: read the facts, queue what the policy says, remember what stages wait for."""

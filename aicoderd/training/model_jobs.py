@@ -36,7 +36,13 @@ def _hooks(ctx: JobContext) -> Hooks:
 
 def _config(settings: Settings, params: dict[str, Any]) -> TrainingConfig:
     data = settings.training.model_dump()
-    data.update({k: params[k] for k in ("preset", "max_steps", "max_wall_seconds", "finetune_steps") if k in params})
+    data.update(
+        {
+            k: params[k]
+            for k in ("preset", "max_steps", "max_wall_seconds", "finetune_steps")
+            if k in params
+        }
+    )
     return TrainingConfig.model_validate(data)
 
 
@@ -74,6 +80,8 @@ def run_train(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         )
     if metrics["stopped"] == "cancelled":
         return {"version": version, "stopped": "cancelled", "step": metrics["step"]}
+    # The pipeline tells a starter from the model it makes way for by this.
+    report.write_metrics(partial, {**report.read_metrics(partial), "preset": cfg.preset})
     _publish(partial, final)
     return {"version": version, "model_dir": str(final), **_summary(metrics)}
 
