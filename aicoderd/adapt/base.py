@@ -107,7 +107,7 @@ def load_model(source: Source) -> Any:
         raise TrainingError(f"transformers cannot load {source.label}: {exc}") from exc
     model.config.architectures = [type(model).__name__]  # a GGUF's config names none
     # Dequantized, the weights are plain float32: nothing keeps the merged model from saving.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]
     if getattr(model.config, "quantization_config", None) is not None:
         del model.config.quantization_config
     return model
