@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd import log
+from aicoderd.adapt.job_kinds import ADAPT
 from aicoderd.config import Settings
 from aicoderd.corpus import snapshot
 from aicoderd.corpus.job_kinds import BUILD, CorpusBuilt
@@ -171,7 +172,7 @@ class ModelPipeline:
         """One look: read the facts, queue what the policy says, remember what stages wait for."""
         settings = self.settings()
         facts = self.facts(settings)
-        plan = policy.decide(facts, settings.pipeline)
+        plan = policy.decide(facts, settings.pipeline, settings.adapt)
         queued: dict[str, int] = {}
         for sub in plan.submit:
             job = self.jobs.submit(sub.kind, sub.params)
@@ -224,6 +225,7 @@ class ModelPipeline:
             model_snapshot=model_snapshot,
             model_tokens=model_tokens,
             new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
+            adapt_feedback=self._feedback_since_adapt(),
             active=active,
             last=last,
         )
@@ -280,6 +282,12 @@ class ModelPipeline:
             if (base and Path(str(base)).name in lineage) or version in lineage:
                 since = float(job["started"] or job["created"])
                 break
+        return self.store.feedback.count_since(since)
+
+    def _feedback_since_adapt(self) -> int:
+        """Valid records received since the pipeline's last ``adapt`` job started."""
+        rows = self.store.jobs.newest_marked((ADAPT.name,), policy.PIPELINE)
+        since = float(rows[0]["started"] or rows[0]["created"]) if rows else 0.0
         return self.store.feedback.count_since(since)
 
     def _jobs(self) -> tuple[dict[str, policy.Job], dict[str, policy.Job]]:
