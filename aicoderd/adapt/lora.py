@@ -164,7 +164,7 @@ def train(
             checkpoint()
     checkpoint()
     if stopped != "cancelled" and rt.main:
-        model.save_pretrained(str(out_dir / ADAPTER_DIR))
+        model.save_pretrained(str(out_dir / ADAPTER_DIR), save_embedding_layers=False)
     tail = [loss for _, loss in run.losses[-20:]]
     return {
         "stopped": stopped,
