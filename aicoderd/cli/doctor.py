@@ -64,6 +64,27 @@ def check_dirs(s: Settings) -> Check:
     return Check("directories", "ok", f"data {s.data_dir}, socket dir {s.socket.parent}")
 
 
+def check_private(s: Settings) -> Check:
+    """The stored documents are raw (secrets are redacted only in the corpus): private."""
+    readable = []
+    for entry in (s.data_dir, s.documents_dir, s.state_db):
+        try:
+            mode = entry.stat().st_mode
+        except OSError:
+            continue
+        if mode & 0o077:
+            readable.append(f"{entry} ({oct(mode & 0o777)})")
+    if readable:
+        return Check(
+            "privacy",
+            "problem",
+            "readable by others: " + ", ".join(readable),
+            "the daemon repairs it at its next start (folders 0700, files 0600); or run"
+            f" `chmod -R go-rwx {s.data_dir}`",
+        )
+    return Check("privacy", "ok", f"{s.data_dir} is yours alone (folders 0700, files 0600)")
+
+
 def check_disk(s: Settings) -> Check:
     probe = next((p for p in (s.data_dir, *s.data_dir.parents) if p.exists()), Path("/"))
     free = shutil.disk_usage(probe).free
@@ -236,6 +257,7 @@ def run_checks(config: Path | None, socket: Path | None) -> list[Check]:
     if settings is not None:
         steps: list[Callable[[], Check]] = [
             lambda: check_dirs(settings),
+            lambda: check_private(settings),
             lambda: check_disk(settings),
             lambda: check_daemon(settings, socket or settings.socket),
             lambda: check_ollama(settings),

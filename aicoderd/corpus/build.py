@@ -28,7 +28,7 @@ import numpy as np
 from aicoderd.config import CorpusConfig
 
 # Importing the step modules registers them.
-from aicoderd.corpus import dedup, extract, normalize, quality, secrets, split  # noqa: F401
+from aicoderd.corpus import dedup, markdown_step, normalize, quality, secrets, split  # noqa: F401
 from aicoderd.corpus.dataset import Row, RowWriter, count_rows, previous_rows
 from aicoderd.corpus.document import Doc, signature
 from aicoderd.corpus.inputs import InputDoc, Inputs, Refusal

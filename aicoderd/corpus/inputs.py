@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from aicoderd.config import IngestConfig
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.sources.extract import Extracted, ExtractLimits, extract, read_file
 from aicoderd.sources.folders import walk
 from aicoderd.sources.kinds import is_junk
 from aicoderd.store import DocumentFiles
@@ -61,15 +59,6 @@ class Inputs(Protocol):
         ...
 
     def describe(self) -> dict[str, object]: ...
-
-
-def extract_limits(ingest: IngestConfig) -> ExtractLimits:
-    return ExtractLimits(
-        max_file_bytes=int(ingest.max_file_bytes),
-        archive_max_members=ingest.archive_max_members,
-        archive_max_total_bytes=int(ingest.archive_max_total_bytes),
-        archive_max_ratio=ingest.archive_max_ratio,
-    )
 
 
 class StoreInputs:
@@ -195,15 +184,4 @@ def _loader(path: Path, name: str, limits: ExtractLimits) -> Callable[[], str]:
 
 def _read(path: Path, limits: ExtractLimits) -> bytes:
     """A regular file's bytes; links and special files are refused as ingestion refuses them."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise IngestRefused("symlink", "symbolic link: links are never followed")
-    if not stat.S_ISREG(st.st_mode):
-        raise IngestRefused("not_regular_file", "not a regular file (device, fifo or socket)")
-    if st.st_size > limits.max_file_bytes:
-        raise IngestRefused(
-            "too_large", f"file of {st.st_size} bytes is over the limit of {limits.max_file_bytes}"
-        )
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read(limits.max_file_bytes + 1)
+    return read_file(path, os.lstat(path), limits)

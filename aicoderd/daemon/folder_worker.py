@@ -24,13 +24,13 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from aicoderd import log
-from aicoderd import log as logsetup
 from aicoderd.daemon.ingest import Ingestor, Mode, Outcome, Target
 from aicoderd.sources.extract import ExtractLimits
 from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
 from aicoderd.sources.inotify import FsEvent
 from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, Store
+from aicoderd.store.writer import DocumentWriter
 
 logger = log.get(__name__)
 
@@ -117,7 +117,6 @@ class FolderWorker:
     def configure(self, plan: Plan) -> None:
         self.close()
         self.plan = plan
-        self.ingestor.limits = plan.limits
         self.queue.clear()  # queued files stay in their folder; the rescan finds them again
         self.watches = [
             FolderWatch(
@@ -251,7 +250,7 @@ class FolderWorker:
             Target(folders[i].source, folders[i].mode, folders[i].path, c.path) for i, c in items
         ]
         try:
-            self.ingestor.run(targets)
+            self.ingestor.run(targets, self.plan.limits)
             self.batches += 1
         except Exception:
             logger.exception("ingest.batch_failed", files=len(targets))
@@ -260,15 +259,11 @@ class FolderWorker:
                 self.watches[i].done(cand.path)
 
     def ingest(self, request: IngestRequest) -> Ingested:
-        self.ingestor.limits = request.limits
         try:
-            outcomes = self.ingestor.run(request.targets)
+            outcomes = self.ingestor.run(request.targets, request.limits)
         except Exception:
             logger.exception("ingest.batch_failed", files=len(request.targets))
             return Ingested(request.id, None)
-        finally:
-            if self.plan is not None:
-                self.ingestor.limits = self.plan.limits
         self.batches += 1
         return Ingested(request.id, outcomes)
 
@@ -286,9 +281,12 @@ def serve(conn: Connection, state_db: Path, documents_dir: Path, level: str, fmt
     """The worker process's main loop; returns on :class:`Stop` or when the daemon is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    logsetup.configure(level, fmt)
-    limits = ExtractLimits(1, 1, 1, 2.0)  # replaced by the plan
-    ingestor = Ingestor(Store(state_db), DocumentFiles(documents_dir), limits)
+    log.configure(level, fmt)
+    files = DocumentFiles(documents_dir)
+    swept = files.sweep_temporary()  # what a killed writer left half-written
+    if swept:
+        logger.info("documents.temporary_removed", files=swept)
+    ingestor = Ingestor(DocumentWriter(Store(state_db), files))
     worker = FolderWorker(ingestor, conn.send)
     try:
         while _handle_messages(conn, worker):

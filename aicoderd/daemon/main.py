@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -21,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from aicoderd import __version__, log, protocol
+from aicoderd import __version__, fsutil, log, protocol
 from aicoderd.config import Settings, load_config
 from aicoderd.corpus import snapshot as corpus_snapshot
 from aicoderd.daemon import job_kinds, schemas, sdnotify
@@ -30,21 +31,12 @@ from aicoderd.daemon.folder_supervisor import FolderSet
 from aicoderd.daemon.pipeline import CorpusTrigger, ModelPipeline
 from aicoderd.daemon.runner import JobQueue, JobRunner, prune_logs, read_log
 from aicoderd.daemon.scheduler import SourceScheduler
-from aicoderd.daemon.server import bind_socket, build_app
+from aicoderd.daemon.server import CappedSite, bind_socket, build_app
 from aicoderd.errors import AicoderError, ConfigError
 from aicoderd.sources.extract import ExtractLimits
 from aicoderd.store import Store
 
 logger = log.get("aicoderd")
-
-
-def extract_limits(s: Settings) -> ExtractLimits:
-    return ExtractLimits(
-        max_file_bytes=int(s.ingest.max_file_bytes),
-        archive_max_members=s.ingest.archive_max_members,
-        archive_max_total_bytes=int(s.ingest.archive_max_total_bytes),
-        archive_max_ratio=s.ingest.archive_max_ratio,
-    )
 
 
 class Daemon:
@@ -58,6 +50,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._event_signal = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
+        self._status_flight: asyncio.Future[tuple[schemas.Status, bytes]] | None = None
         self._last_prune = 0.0
 
     # -- start-up ----------------------------------------------------------------------------
@@ -72,7 +65,7 @@ class Daemon:
 
     async def _start(self, stack: contextlib.AsyncExitStack) -> None:
         s = self.settings
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        s.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         lock_fd = _lock(s.data_dir / "aicoderd.lock")
         stack.callback(os.close, lock_fd)
         loop = asyncio.get_running_loop()
@@ -92,7 +85,7 @@ class Daemon:
         self.folders = FolderSet(
             s,
             worker_args=(s.state_db, s.documents_dir, s.log_level, s.log_format),
-            limits=lambda: extract_limits(self.settings),
+            limits=lambda: ExtractLimits.from_config(self.settings.ingest),
             on_batch=self._ingested,
         )
         self.corpus_trigger = CorpusTrigger(
@@ -111,13 +104,19 @@ class Daemon:
         stack.push_async_callback(self.folders.close)
         sock = bind_socket(s.socket)
         stack.callback(_unlink_socket, s.socket)
-        http = web.AppRunner(build_app(self), handle_signals=False, access_log=None)
+        http = web.AppRunner(
+            build_app(self),
+            handle_signals=False,
+            access_log=None,
+            keepalive_timeout=s.api.idle_timeout_seconds,  # also bounds a silent new connection
+        )
         await http.setup()
         stack.push_async_callback(http.cleanup)
-        await web.SockSite(http, sock, shutdown_timeout=2.0).start()
+        await CappedSite(http, sock, s.api.max_connections).start()
         tasks = [
             loop.create_task(coro)
             for coro in (
+                self._make_private(),
                 self.folders.run(),
                 self.feedback.run(),
                 self.runner.run_forever(),
@@ -177,6 +176,14 @@ class Daemon:
                 self._last_prune = time.time()
                 await asyncio.to_thread(self._prune)
 
+    async def _make_private(self) -> None:
+        """Raw documents are unredacted: the data is the user's alone (folders 0700, files
+        0600). What an older release, a copy or a restore left readable is repaired."""
+        repaired = await asyncio.to_thread(private_data, self.settings.data_dir)
+        if repaired:
+            logger.warning("data_dir.permissions_repaired", entries=repaired)
+            self.store.events.add("data_dir.permissions_repaired", {"entries": repaired})
+
     def _prune(self) -> None:
         self.store.events.prune(self.settings.events.retain)
         prune_logs(self.settings.job_logs_dir, self.settings.jobs.keep_logs)
@@ -205,6 +212,25 @@ class Daemon:
     # -- what the API asks ---------------------------------------------------------------------
 
     async def status(self) -> schemas.Status:
+        return (await self._status_once())[0]
+
+    async def status_body(self) -> bytes:
+        """The status as JSON, made once for all the requests that arrived together."""
+        return (await self._status_once())[1]
+
+    async def _status_once(self) -> tuple[schemas.Status, bytes]:
+        """Single flight: requests that arrive while a status is being made share it, so 200
+        clients at once cost one round of queries and one JSON encoding, not 200."""
+        flight = self._status_flight
+        if flight is None or flight.done():
+            flight = self._status_flight = asyncio.ensure_future(self._make_status())
+        return await asyncio.shield(flight)
+
+    async def _make_status(self) -> tuple[schemas.Status, bytes]:
+        status = await self._read_status()
+        return status, json.dumps(status.model_dump(mode="json")).encode()
+
+    async def _read_status(self) -> schemas.Status:
         stored = await asyncio.to_thread(self._stored_counts)
         by_status = stored["documents"]["by_status"]
         folders = self.folders.status()
@@ -321,6 +347,24 @@ def _unlink_socket(path: Path) -> None:
         path.unlink()
 
 
+# What the daemon keeps in data_dir; the folder itself is tightened only when it is not a
+# parent of the user's home (data_dir: ~ would be a mistake to respect, not to chmod).
+DATA_ENTRIES = (
+    "state.db", "state.db-wal", "state.db-shm", "aicoderd.lock", "documents", "corpus",
+    "models", "exports", "feedback", "cache", "logs", "sources",
+)  # fmt: skip
+
+
+def private_data(data_dir: Path) -> int:
+    repaired = 0
+    if data_dir.resolve() not in (Path.home().resolve(), *Path.home().resolve().parents):
+        repaired += fsutil.make_private_entry(data_dir)
+    for name in DATA_ENTRIES:
+        if (data_dir / name).exists():
+            repaired += fsutil.make_private(data_dir / name)
+    return repaired
+
+
 def _lock(path: Path) -> int:
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
@@ -388,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_config:
         print("configuration ok")
         return 0
+    os.umask(0o077)  # what the daemon and its children create is the user's alone
     log.configure(settings.log_level, settings.log_format)
     return asyncio.run(_serve(settings, args.config))
 

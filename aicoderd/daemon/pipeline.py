@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +27,14 @@ from typing import Any
 
 from aicoderd import log
 from aicoderd.adapt.job_kinds import ADAPT
-from aicoderd.config import Settings
+from aicoderd.config import PRESET_NAMES, Settings
 from aicoderd.corpus import snapshot
 from aicoderd.corpus.job_kinds import BUILD, CorpusBuilt
 from aicoderd.daemon import policy, schemas
 from aicoderd.daemon.job_kinds import REGISTRY
 from aicoderd.daemon.runner import JobQueue
 from aicoderd.errors import CorpusError
+from aicoderd.export import inference
 from aicoderd.store import Store
 from aicoderd.training import report, versions
 from aicoderd.training.job_kinds import FINETUNE, Trained
@@ -133,7 +136,7 @@ def _building(jobs: list[dict[str, Any]]) -> schemas.PipelineStage | None:
 
 
 LINEAGE_MAX = 50  # finetunes of finetunes followed back to the pretrained model
-LINEAGE_KEYS = ("kind", "base", "corpus_snapshot")  # of a model's metrics.json
+LINEAGE_KEYS = ("kind", "base", "corpus_snapshot", "preset")  # of a model's metrics.json
 
 
 class ModelPipeline:
@@ -217,17 +220,25 @@ class ModelPipeline:
         if model_snapshot is not None:
             known = tokens if model_snapshot == snap else None
             model_tokens = known if known is not None else self._snapshot_tokens(s, model_snapshot)
-        active, last = self._jobs()
+        active, last, newest = self._jobs()
+        model_preset = root.get("preset")
         return policy.Facts(
             snapshot=snap,
             tokens=tokens,
             model=current.name if current is not None else None,
             model_snapshot=model_snapshot,
             model_tokens=model_tokens,
+            model_preset=model_preset,
+            target_preset=s.training.preset,
+            upgrade=_smaller(model_preset, s.training.preset),
+            idle=_idle(s.pipeline.idle_load),
+            parity_checker=_parity_checker(),
+            now=time.time(),
             new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
             adapt_feedback=self._feedback_since_adapt(),
             active=active,
             last=last,
+            newest=newest,
         )
 
     def _corpus(self, corpus_dir: Path) -> tuple[str | None, int]:
@@ -290,7 +301,9 @@ class ModelPipeline:
         since = float(rows[0]["started"] or rows[0]["created"]) if rows else 0.0
         return self.store.feedback.count_since(since)
 
-    def _jobs(self) -> tuple[dict[str, policy.Job], dict[str, policy.Job]]:
+    def _jobs(
+        self,
+    ) -> tuple[dict[str, policy.Job], dict[str, policy.Job], dict[str, policy.Job]]:
         """The queued or running job of each kind the policy cares about, and the newest job
         the pipeline queued of each stage kind."""
         kinds = (*policy.STAGES, BUILD.name)
@@ -298,7 +311,12 @@ class ModelPipeline:
         for row in self.store.jobs.active(kinds):
             active.setdefault(row["kind"], _job(row))  # the oldest: the one that runs first
         last = self.store.jobs.newest_marked(policy.STAGES, policy.PIPELINE)
-        return active, {row["kind"]: _job(row) for row in last}
+        newest = self.store.jobs.newest(policy.STAGES)
+        return (
+            active,
+            {row["kind"]: _job(row) for row in last},
+            {row["kind"]: _job(row) for row in newest},
+        )
 
 
 def _job(row: dict[str, Any]) -> policy.Job:
@@ -310,4 +328,22 @@ def _job(row: dict[str, Any]) -> policy.Job:
         params=row["params"] or {},
         result=kind.parse(row["result"]) if kind is not None else None,
         error=row["error"],
+        finished=row["finished"],
     )
+
+
+def _smaller(preset: str | None, target: str) -> bool:
+    """Whether a model of ``preset`` is smaller than the ``target`` preset (unknown: no)."""
+    order = list(PRESET_NAMES)
+    return preset in order and target in order and order.index(preset) < order.index(target)
+
+
+def _idle(per_core: float) -> bool:
+    """The 1-minute load average per core is below ``per_core``."""
+    return os.getloadavg()[0] / (os.cpu_count() or 1) < per_core
+
+
+def _parity_checker() -> bool:
+    """llama.cpp's binding can be imported now (it may have been installed since the start)."""
+    importlib.invalidate_caches()
+    return inference.available()

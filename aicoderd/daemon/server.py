@@ -37,6 +37,8 @@ class DaemonApi(Protocol):
 
     async def status(self) -> schemas.Status: ...
 
+    async def status_body(self) -> bytes: ...
+
     def documents(
         self, status: str | None, source: str | None, limit: int, after: int
     ) -> list[dict[str, Any]]: ...
@@ -112,26 +114,60 @@ class Route:
     text: bool = False
 
 
+MAX_INT = 2**63 - 1  # SQLite's integers: anything larger is not an id, an offset or a count
+MAX_DEPTH = 32  # nesting of a request body (job params are small objects)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The body as ``model``: strict JSON (no NaN or Infinity), nested at most MAX_DEPTH deep."""
+    text = await request.text()
     try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the request body must be JSON") from None
+        raw = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body must be JSON ({exc})") from None
+    except RecursionError:
+        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(raw) > MAX_DEPTH:
+        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels")
     return model.model_validate(raw)
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests, without recursion (a hostile body must not exhaust the stack)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        pending += [(child, level + 1) for child in children]
+    return deepest
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{what} must be an integer") from None
+    if not 0 <= value <= MAX_INT:
+        raise BadRequest(f"{what} must be between 0 and {MAX_INT}")
+    return value
 
 
 def _int(request: web.Request, name: str, default: int) -> int:
     value = request.query.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"query parameter {name} must be an integer") from None
+    return default if value is None else _integer(value, f"query parameter {name}")
 
 
 async def get_status(d: DaemonApi, request: web.Request) -> web.Response:
-    return web.json_response((await d.status()).model_dump(mode="json"))
+    return web.Response(body=await d.status_body(), content_type="application/json")
 
 
 async def get_documents(d: DaemonApi, request: web.Request) -> web.Response:
@@ -149,7 +185,7 @@ async def get_documents(d: DaemonApi, request: web.Request) -> web.Response:
 
 async def get_jobs(d: DaemonApi, request: web.Request) -> web.Response:
     jobs = await asyncio.to_thread(
-        d.find_jobs, request.query.get("state"), _int(request, "limit", 100)
+        d.find_jobs, request.query.get("state"), min(_int(request, "limit", 100), 1000)
     )
     return web.json_response({"jobs": jobs})
 
@@ -178,10 +214,7 @@ async def delete_job(d: DaemonApi, request: web.Request) -> web.Response:
 
 
 def _path_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("job id must be an integer") from None
+    return _integer(request.match_info["id"], "job id")
 
 
 async def get_events(d: DaemonApi, request: web.Request) -> web.StreamResponse:
@@ -418,3 +451,54 @@ def bind_socket(path: Path) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+class CappedSite(web.BaseSite):
+    """The API on our own socket, with a cap on connections: one more than the cap is answered
+    503 and closed at once, so a client that opens thousands cannot starve the others."""
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket, cap: int) -> None:
+        super().__init__(runner, shutdown_timeout=2.0)
+        self._sock = sock
+        self._cap = cap
+
+    @property
+    def name(self) -> str:
+        return f"unix:{self._sock.getsockname()}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        # Accepted together, new connections register with the server only on the loop's next
+        # turn: count those too (a moment at most) so that a burst of connects is capped.
+        fresh: list[tuple[asyncio.BaseProtocol, float]] = []
+
+        def protocol() -> asyncio.BaseProtocol:
+            nonlocal fresh
+            now = loop.time()
+            fresh = [
+                (p, t) for p, t in fresh if getattr(p, "transport", None) is None and now - t < 1.0
+            ]
+            if len(server.connections) + len(fresh) >= self._cap:
+                return _Refuse()
+            handler = server()
+            fresh.append((handler, now))
+            return handler
+
+        self._server = await loop.create_unix_server(protocol, sock=self._sock)
+
+
+class _Refuse(asyncio.Protocol):
+    BODY = json.dumps(
+        {"error": {"code": "too_many_connections", "message": "too many connections; retry"}}
+    ).encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(self.BODY), self.BODY)
+        )
+        transport.close()

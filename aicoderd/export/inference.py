@@ -19,7 +19,7 @@ from aicoderd.errors import ExportError
 
 INSTALL_HINT = (
     "llama-cpp-python is not installed, and the parity check loads the GGUF in llama.cpp"
-    " through it: `pip install 'aicoderd[verify]'` (in a source checkout: `make install-test`)"
+    " through it: `pip install 'aicoderd[verify]'` (in a source checkout: `make install`)"
 )
 
 

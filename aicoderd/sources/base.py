@@ -34,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from aicoderd import __version__
 from aicoderd.config import FeedSource, GitSource, Settings, WebSource, YoutubeSource
-from aicoderd.fsutil import fsync_dir
 from aicoderd.store import DocumentFiles, NewDocument, Store
+from aicoderd.store.writer import DocumentWriter
 
 if TYPE_CHECKING:  # fetchers use httpx in the job's process; the daemon reads run records only
     import httpx
@@ -92,9 +92,10 @@ class SourceRun:
     _seen: set[str] = field(default_factory=set)
     # The batch not yet committed: uri → (document, outcome it will be counted as).
     _pending: dict[str, tuple[NewDocument, str]] = field(default_factory=dict)
-    _writes: list[tuple[Future[bool], Path]] = field(default_factory=list)  # (written?, folder)
+    _writes: list[Future[bool]] = field(default_factory=list)  # content files being written
     _batch_started: float | None = None
-    _writer: ThreadPoolExecutor | None = None
+    _pool: ThreadPoolExecutor | None = None
+    _documents: DocumentWriter | None = None
 
     @property
     def name(self) -> str:
@@ -110,6 +111,13 @@ class SourceRun:
         path = self.settings.sources_dir / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def writer(self) -> DocumentWriter:
+        """The store's document writer (files, then one transaction per batch)."""
+        if self._documents is None:
+            self._documents = DocumentWriter(self.store, self.files)
+        return self._documents
 
     @property
     def cancelled(self) -> bool:
@@ -131,10 +139,9 @@ class SourceRun:
         self._seen.add(doc.uri)
         sha, data = self.files.digest(doc.text)
         outcome = self._outcome(doc.uri, sha)
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
-        written = self._writer.submit(self.files.put, sha, data, sync_dir=False)
-        self._writes.append((written, self.files.path_for(sha).parent))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
+        self._writes.append(self._pool.submit(self.writer.write, sha, data))
         self._pending[doc.uri] = (
             NewDocument(
                 source=self.key,
@@ -184,15 +191,10 @@ class SourceRun:
         the documents and (``with_state``) the run's state. Counts move only once committed."""
         if not self._pending and not with_state:
             return
-        # Every file durable, then its folder, before the rows that name them are committed.
-        dirs = {directory for written, directory in self._writes if written.result()}
-        if self._writer is not None:
-            list(self._writer.map(fsync_dir, dirs))  # the waits overlap
-        else:
-            for directory in dirs:
-                fsync_dir(directory)
+        for written in self._writes:
+            written.result()  # every file durable before the rows that name it
         pending = list(self._pending.values())
-        with self.store.transaction() as tx:
+        with self.writer.committing(self._pool) as tx:
             tx.documents.record([doc for doc, _ in pending])
             if with_state:
                 tx.sources.save_state(self.name, self.state)
@@ -214,9 +216,9 @@ class SourceRun:
 
     def close(self) -> None:
         """Stop the file writer threads (a later put starts them again)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _maybe_flush(self) -> None:
         if self._batch_started is None:

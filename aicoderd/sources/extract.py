@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import lzma
+import os
 import re
 import stat
 import tarfile
@@ -25,9 +26,11 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
+from aicoderd.config import IngestConfig
 from aicoderd.errors import IngestRefused
 from aicoderd.sources.decode import decode_text
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
@@ -39,6 +42,36 @@ class ExtractLimits:
     archive_max_members: int
     archive_max_total_bytes: int  # sum of uncompressed member sizes
     archive_max_ratio: float  # uncompressed / compressed, per member and overall
+
+    @classmethod
+    def from_config(cls, ingest: IngestConfig, max_file_bytes: int | None = None) -> ExtractLimits:
+        """The ``ingest`` section's limits (a git source caps file sizes on its own)."""
+        return cls(
+            max_file_bytes=int(max_file_bytes or ingest.max_file_bytes),
+            archive_max_members=ingest.archive_max_members,
+            archive_max_total_bytes=int(ingest.archive_max_total_bytes),
+            archive_max_ratio=ingest.archive_max_ratio,
+        )
+
+
+def read_file(path: Path, st: os.stat_result, limits: ExtractLimits) -> bytes:
+    """A regular file's bytes (``st`` from ``os.lstat``): links, special files and files over
+    the size limit are refused with the reason."""
+    if stat.S_ISLNK(st.st_mode):
+        raise IngestRefused("symlink", "symbolic link: links are never followed")
+    if not stat.S_ISREG(st.st_mode):
+        raise IngestRefused("not_regular_file", "not a regular file (device, fifo or socket)")
+    if st.st_size > limits.max_file_bytes:
+        raise IngestRefused(
+            "too_large", f"file of {st.st_size} bytes is over the limit of {limits.max_file_bytes}"
+        )
+    # O_NOFOLLOW: a file swapped for a link after the lstat is still refused.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        raise IngestRefused("too_large", "file grew over the size limit while being read")
+    return data
 
 
 @dataclass(frozen=True)

@@ -200,13 +200,7 @@ def _pyproject_licence(text: str | None) -> str | None:
 
 
 def _limits(run: SourceRun, config: GitSource) -> ExtractLimits:
-    ingest = run.settings.ingest
-    return ExtractLimits(
-        max_file_bytes=int(config.max_file_bytes),
-        archive_max_members=ingest.archive_max_members,
-        archive_max_total_bytes=int(ingest.archive_max_total_bytes),
-        archive_max_ratio=ingest.archive_max_ratio,
-    )
+    return ExtractLimits.from_config(run.settings.ingest, int(config.max_file_bytes))
 
 
 # -- reading files ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
@@ -31,7 +32,7 @@ class DocumentFiles:
             return False
         target.parent.mkdir(exist_ok=True)
         tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             write_all(fd, data)
             os.fsync(fd)
@@ -44,3 +45,27 @@ class DocumentFiles:
 
     def read(self, sha256: str) -> str:
         return self.path_for(sha256).read_text(encoding="utf-8")
+
+    def sweep_temporary(self) -> int:
+        """Remove the temp files of writers that died (``.<sha>.txt.<pid>.<tid>.tmp`` whose
+        process is gone, e.g. after a SIGKILL); the number removed."""
+        removed = 0
+        for tmp in self.root.glob("*/.*.tmp"):
+            parts = tmp.name.split(".")
+            pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else 0
+            if pid and _alive(pid):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+                removed += 1
+        return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -81,6 +81,16 @@ class Jobs(Table):
             ).fetchall()
         return [_row(r) for r in rows]
 
+    def newest(self, kinds: tuple[str, ...]) -> list[dict[str, Any]]:
+        """For each of ``kinds``, its newest job."""
+        with self.reading() as db:
+            rows = db.execute(
+                "SELECT * FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs WHERE kind IN"
+                f" ({_marks(kinds)}) GROUP BY kind)",
+                kinds,
+            ).fetchall()
+        return [_row(r) for r in rows]
+
     def newest_marked(self, kinds: tuple[str, ...], key: str) -> list[dict[str, Any]]:
         """For each of ``kinds``, the newest job whose params hold ``key``."""
         with self.reading() as db:

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -291,3 +292,65 @@ def test_documents_listing_pages(daemon: DaemonProc) -> None:
     assert doc["status"] == "stored" and doc["kind"] == "text"
     stored = daemon.data_dir / "documents" / doc["sha256"][:2] / f"{doc['sha256']}.txt"
     assert stored.read_text() == "document number 0\n"
+
+
+def test_hostile_numbers_and_bodies_are_400_with_the_error_shape(daemon: DaemonProc) -> None:
+    huge = str(10**30)
+    answers = [
+        daemon.get(f"/v1/jobs/{huge}"),
+        daemon.get("/v1/documents", params={"after": huge}),
+        daemon.get("/v1/documents", params={"limit": huge}),
+        daemon.get("/v1/jobs", params={"limit": "-1"}),
+        daemon.get("/v1/events", params={"since": huge}),
+        daemon.client.post(
+            "/v1/jobs",
+            content=b'{"kind": "test.sleep", "params": {"x": NaN}}',
+            headers={"Content-Type": "application/json"},
+        ),
+        daemon.client.post(
+            "/v1/jobs",
+            content=b'{"kind": "test.sleep", "params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            headers={"Content-Type": "application/json"},
+        ),
+        daemon.client.post(
+            "/v1/ingest",
+            content=b'{"paths": ' + b"[" * 50 + b"]" * 50 + b"}",
+            headers={"Content-Type": "application/json"},
+        ),
+    ]
+    for resp in answers:
+        assert resp.status_code == 400, (resp.request.url, resp.text[:200])
+        assert set(resp.json()["error"]) == {"code", "message"}
+    assert daemon.get("/v1/jobs").json()["jobs"] == []  # nothing was stored
+    assert daemon.status()["jobs"]["queued"] == 0
+
+
+def test_idle_and_half_open_connections_are_closed_and_capped(make_daemon) -> None:
+    """A client that connects and says nothing, or half a request, is closed after the idle
+    timeout; past the connection cap a new connection gets a 503 at once, and the API keeps
+    answering."""
+    d = make_daemon(api={"idle_timeout_seconds": 1.0, "max_connections": 20}).start()
+    silent = [_connect(d.socket) for _ in range(15)]
+    half = _connect(d.socket)
+    half.sendall(b"GET /v1/status HTTP/1.1\r\nHost: aicoderd\r\n")  # never finished
+    held = [*silent, half]
+    extra = [_connect(d.socket) for _ in range(8)]  # 24 in all: the last ones are refused
+    refused = [c for c in extra if c.recv(4096).startswith(b"HTTP/1.1 503")]
+    assert len(refused) >= 4
+    t0 = time.monotonic()
+    for c in held:  # the daemon hangs up (at most with an error answer): then EOF
+        c.settimeout(10)
+        first = c.recv(4096)
+        assert first == b"" or first.startswith(b"HTTP/1.1 4"), first[:60]
+        while first:
+            first = c.recv(4096)
+    assert time.monotonic() - t0 < 8
+    assert d.status()["version"]  # and it still answers
+    for c in held + extra:
+        c.close()
+
+
+def _connect(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    return s

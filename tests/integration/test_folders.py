@@ -396,3 +396,33 @@ def test_cli_ingest_copies_files_and_reports_each(daemon: DaemonProc, tmp_path: 
     assert any(x.startswith("refused") and "binary" in x for x in lines)
     assert (src / "one.py").exists() and (src / "blob.bin").exists()
     assert daemon.status()["documents"]["by_source"]["cli"] == 2
+
+
+def test_a_refused_file_with_a_name_near_the_limit_gets_its_note(make_daemon) -> None:
+    """A name of 250 bytes has no room for ``.error.txt``: the note's name is shortened (told
+    apart by a hash), the file itself leaves the inbox once, and it is not refused again."""
+    d = make_daemon(ingest={"settle_seconds": 0.3, "rescan_interval_seconds": 1}).start()
+    name = "é" * 120 + "x.png"  # 245 bytes
+    (d.inbox / name).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    failed = d.inbox / ".failed"
+    wait_for(lambda: (failed / name).exists(), timeout=30)
+    [note] = [p for p in failed.iterdir() if p.name.endswith(".error.txt")]
+    assert len(os.fsencode(note.name)) <= 255 and note.name.startswith("é" * 100)
+    assert f"file: {d.inbox / name}" in note.read_text() and "reason: binary" in note.read_text()
+    assert not (d.inbox / name).exists()
+    time.sleep(2.5)  # two rescans
+    assert d.status()["documents"]["failed"] == 1
+    assert db_rows(d, "SELECT COUNT(*) FROM documents WHERE status='failed'") == [(1,)]
+
+
+def test_temp_files_of_a_killed_writer_are_removed_at_start(make_daemon) -> None:
+    d = make_daemon()
+    shard = d.data_dir / "documents" / "ab"
+    shard.mkdir(parents=True)
+    dead = shard / f".{'ab' * 32}.txt.999999999.1.tmp"  # no such pid
+    dead.write_text("half a document")
+    alive = shard / f".{'ab' * 32}.txt.{os.getpid()}.1.tmp"  # a writer still at work
+    alive.write_text("being written")
+    d.start()
+    wait_for(lambda: not dead.exists(), timeout=30)
+    assert alive.exists()

@@ -16,6 +16,7 @@ from aicoderd.sources.folders import Candidate, FolderWatch, walk
 from aicoderd.sources.inotify import FsEvent, Inotify
 from aicoderd.sources.kinds import is_junk
 from aicoderd.store import DocumentFiles, Store
+from aicoderd.store.writer import DocumentWriter
 
 
 class Clock:
@@ -247,7 +248,7 @@ def test_the_folder_worker_ingests_what_it_finds_and_what_it_hears(tmp_path: Pat
     inbox.mkdir()
     limits = ExtractLimits(1 << 20, 100, 1 << 24, 100.0)
     store = Store(tmp_path / "state.db")
-    ingestor = Ingestor(store, DocumentFiles(tmp_path / "documents"), limits)
+    ingestor = Ingestor(DocumentWriter(store, DocumentFiles(tmp_path / "documents")))
     sent: list[object] = []
     clock = Clock()
     worker = FolderWorker(ingestor, sent.append, clock=clock)

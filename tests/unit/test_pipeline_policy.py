@@ -40,7 +40,8 @@ def job(
     params: dict[str, Any] = {PIPELINE: mark} if mark else {}
     if kind in ("eval", "export") and "model" in mark:
         params["model"] = mark["model"]
-    return Job(id, kind, state, params, REGISTRY[kind].parse(result))
+    error, finished = mark.pop("error", None), mark.pop("finished", None)
+    return Job(id, kind, state, params, REGISTRY[kind].parse(result), error, finished)
 
 
 def kinds(facts: Facts, cfg: PipelineConfig = CFG) -> list[str]:
@@ -135,6 +136,61 @@ def test_finetune_on_new_feedback_when_the_model_lane_is_free() -> None:
     assert plan.submit == [] and "eval job 8" in (plan.stages["finetune"].waiting_for or "")
     # a retrain due at the same time goes first; the finetune follows on the new model
     assert kinds(Facts(new_feedback=3, **{**base, "tokens": 9000})) == ["train"]
+
+
+def test_the_first_model_is_a_starter_then_an_idle_machine_trains_the_target() -> None:
+    [first] = decide(Facts(snapshot="s1", tokens=5000), CFG).submit
+    assert (first.params["preset"], first.params["max_wall_seconds"]) == ("tiny", 300.0)
+    assert first.params[PIPELINE]["preset"] == "tiny"
+    plain = CFG.model_copy(update={"starter_preset": None})
+    [full] = decide(Facts(snapshot="s1", tokens=5000), plain).submit
+    assert "preset" not in full.params and full.params[PIPELINE]["preset"] == "small"
+
+    starter = job(3, "train", result={"version": "v1"}, snapshot="s1", preset="tiny")
+    gate = job(4, "eval", result={"promoted": True}, after=3, model="v2")  # v2: nothing to export
+    base = {"snapshot": "s1", "tokens": 5000, "model": "v1", "model_snapshot": "s1",
+            "model_tokens": 5000, "model_preset": "tiny", "upgrade": True,
+            "last": {"train": starter, "eval": gate}}  # fmt: skip
+    busy = decide(Facts(idle=False, **base), CFG)
+    assert busy.submit == [] and "an idle machine" in (busy.stages["train"].waiting_for or "")
+    [up] = decide(Facts(idle=True, **base), CFG).submit
+    assert up.kind == "train" and "preset" not in up.params  # training.preset, no wall bound
+    assert up.params[PIPELINE] | {"reason": ""} == {
+        "snapshot": "s1", "tokens": 5000, "preset": "small", "reason": ""
+    }  # fmt: skip
+    upgraded = job(5, "train", protocol.FAILED, snapshot="s1", preset="small")
+    again = Facts(idle=True, **{**base, "last": {"train": upgraded, "eval": gate}})
+    assert kinds(again) == []  # once per snapshot and preset
+    no_upgrade = CFG.model_copy(update={"upgrade_when_idle": False})
+    assert kinds(Facts(idle=True, **base), no_upgrade) == []
+
+
+def test_a_failed_export_is_retried_after_a_back_off_or_when_its_cause_is_gone() -> None:
+    gate = job(4, "eval", result={"promoted": True}, after=3, model="v1")
+    missing = "ExportError: llama-cpp-python is not installed, and the parity check ..."
+    failed = job(5, "export", protocol.FAILED, after=4, model="v1", error=missing, finished=1000.0)
+    base = {"snapshot": "s1", "tokens": 5000, "model": "v1", "model_snapshot": "s1",
+            "model_tokens": 5000}  # fmt: skip
+    facts = Facts(parity_checker=False, now=1200.0, last={"eval": gate, "export": failed}, **base)
+    plan = decide(facts, CFG)
+    assert plan.submit == []
+    waiting = plan.stages["export"].waiting_for or ""
+    assert "retry 1 of 5 in 400 s" in waiting and "llama-cpp-python" in waiting
+    [now] = decide(replace(facts, parity_checker=True), CFG).submit  # installed since
+    assert now.kind == "export" and now.params[PIPELINE]["retry"] == 1
+    [later] = decide(replace(facts, now=1601.0), CFG).submit  # the back-off has passed
+    assert later.params[PIPELINE] | {"reason": ""} == {"after": 4, "retry": 1, "reason": ""}
+    twice = job(6, "export", protocol.FAILED, after=4, model="v1", retry=1, finished=2000.0)
+    assert kinds(replace(facts, now=3000.0, last={"eval": gate, "export": twice})) == []
+    assert kinds(replace(facts, now=3201.0, last={"eval": gate, "export": twice})) == ["export"]
+    worn = job(7, "export", protocol.FAILED, after=4, model="v1", retry=5, finished=0.0)
+    assert kinds(replace(facts, now=10**9, last={"eval": gate, "export": worn})) == []
+    # an export run by hand that succeeded since: no retry, and the old failure is forgotten
+    by_hand = job(8, "export", result={"gguf": "/x/v1.gguf"})
+    done = replace(facts, parity_checker=True, newest={"export": by_hand})
+    plan = decide(done, CFG)
+    assert [s.kind for s in plan.submit] == []
+    assert "failed" not in (plan.stages["export"].waiting_for or "")
 
 
 # -- facts from a real state.db and data_dir, and a restart ------------------------------------
