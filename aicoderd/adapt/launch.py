@@ -31,20 +31,21 @@ def main(argv: list[str] | None = None) -> int:
         messages.write(json.dumps(message) + "\n")
         messages.flush()
 
+    first = os.environ.get("RANK", "0") == "0"  # only the first process speaks
     out = Path(spec["out"])
     req = Request(spec["source"], Path(spec["corpus"]), out, spec["version"], [])
-    prepared = prepare_run(req, settings, None, lambda m: emit({"type": "progress", "message": m}))
+    prepared = prepare_run(req, settings, None, lambda m: None)
     _, metrics = train_phase(
         prepared,
         req,
         settings,
         Hooks(
             progress=lambda f: emit({"type": "progress", **f}),
-            warn=lambda m: emit({"type": "progress", "message": m}),
+            warn=lambda m: emit({"type": "progress", "message": m}) if first else None,
             should_stop=lambda: stop["requested"],
         ),
     )
-    if os.environ.get("RANK", "0") == "0":
+    if first:
         emit({"type": "result", **{k: v for k, v in metrics.items() if k != "history"}})
     return 0
 

@@ -96,3 +96,22 @@ def test_the_adapt_job_learns_the_stored_feedback(
     assert len(pinned) == 3 and "prefix" in json.loads(pinned[1])
     with Client(ollama.url) as client:
         assert client.show("llama-coder:q8") is not None
+
+
+def test_the_adapt_job_under_torchrun(
+    ollama: FakeOllama, base_ggufs: dict[str, Path], corpus: Path, tmp_path: Path
+) -> None:
+    """``training.launcher: torchrun``: the LoRA steps run as two DDP processes (gloo on the
+    CPU), the job gates, exports and deploys what the first one saved."""
+    pull(ollama, "qwen-coder:q8", base_ggufs["qwen2-q8_0"])
+    s = settings_for(ollama, tmp_path, max_steps=6)
+    s.adapt.from_ = "qwen-coder:q8"
+    s.training.launcher = "torchrun"
+    s.training.torchrun_args = ["--standalone", "--nproc-per-node=2"]
+    messages = io.StringIO()
+    result = adapt_job.run({"corpus": str(corpus)}, JobContext(7, s, messages))
+    parsed = ADAPT.parse(result)
+    assert isinstance(parsed, Adapted) and parsed.gate is not None and parsed.gate["passed"]
+    assert parsed.deployed is not None and parsed.deployed["name"].startswith("qwen-coder-mine:")
+    steps = [json.loads(x) for x in messages.getvalue().splitlines() if '"step"' in x]
+    assert steps[-1]["step"] == steps[-1]["total"] == 6
