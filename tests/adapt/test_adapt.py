@@ -166,3 +166,14 @@ def test_the_gate_refuses_and_nothing_is_deployed(
     assert not list((tmp_path / "g1").glob("*.gguf"))
     with Client(ollama.url) as client:
         assert [m["name"] for m in client.tags()] == ["llama-coder:q8"]
+
+
+def test_an_hf_directory_is_adapted_and_written_not_deployed(
+    ollama: FakeOllama, base_ggufs: dict[str, Path], corpus: Path, tmp_path: Path
+) -> None:
+    model_dir = base_ggufs["llama-f16"].parent / "llama"  # save_pretrained + tokenizer.json
+    r = run(ollama, str(model_dir), corpus, tmp_path / "h1", max_steps=8)
+    assert r["gate"]["passed"] and r["tokenizer_parity"] is None  # checked by the export
+    merged = Path(r["paths"]["merged_gguf"])
+    assert merged.name == "llama-mine-h1-f16.gguf" and verified(merged) is True
+    assert "deployed" not in r
