@@ -31,6 +31,7 @@ from aicoderd.export.verify import Limits, Reference, verify
 from aicoderd.fsutil import atomic_write
 from aicoderd.gguf_types import OUTPUT_TYPES
 from aicoderd.ollama.client import Client
+from aicoderd.ollama.names import Name
 from aicoderd.sources.feedback_file import FeedbackRecord
 from aicoderd.training import runtime
 from aicoderd.training.corpus import CorpusSplits, load_corpus
@@ -168,7 +169,7 @@ def finish(
 
 
 def _deploy_adapter(
-    p: Prepared, req: Request, name: Any, client: Client | None, say: Say
+    p: Prepared, req: Request, name: Name, client: Client | None, say: Say
 ) -> dict[str, Any]:
     assert client is not None and p.source.ollama is not None
     say(f"creating {name.base} from {p.source.ollama.name} with the adapter")

@@ -72,6 +72,8 @@ def resolve(text: str, client: Client | None, models_dir: Path | None) -> Source
         if not (path / EC.CONFIG_JSON).is_file():
             raise TrainingError(f"{path} is neither a GGUF file nor an HF model directory")
         return Source(text, hf_dir=path)
+    if text.endswith(".gguf") or text.startswith(("/", ".", "~")):
+        raise TrainingError(f"no such file or directory: {text}")
     if client is None:
         raise TrainingError(f"{text!r} is no file or directory, and no Ollama to ask")
     return _from_ollama(text, client, models_dir)
