@@ -25,7 +25,7 @@ from aicoderd.adapt import adapter, data, gate, lora, merged
 from aicoderd.adapt import deploy as adapt_deploy
 from aicoderd.adapt.base import Base, load_model, prepare
 from aicoderd.adapt.source import Source, resolve
-from aicoderd.errors import ExportError, OllamaError
+from aicoderd.errors import OllamaError
 from aicoderd.export.build import settle
 from aicoderd.export.verify import Limits, Reference, verify
 from aicoderd.fsutil import atomic_write
@@ -143,6 +143,9 @@ def finish(
     name = adapt_deploy.target(p.source.ollama.name if p.source.ollama else _stem(p), cfg.suffix)
     deploying = req.deploy and p.source.ollama is not None and client is not None
     mode = cfg.mode
+    if mode == "adapter" and p.source.gguf is None:
+        say("an adapter GGUF needs a GGUF base (an Ollama model or a .gguf file): merging")
+        mode = "merged"
     if mode == "adapter":
         result["paths"]["adapter_gguf"] = str(_adapter_gguf(model, p, req, settings, say))
         if deploying:
@@ -181,8 +184,7 @@ def _deploy_adapter(
 
 def _adapter_gguf(model: Any, p: Prepared, req: Request, settings: Settings, say: Say) -> Path:
     """The GGUF LoRA, kept only once llama.cpp (base GGUF + adapter) matches PEFT in PyTorch."""
-    if p.source.gguf is None:
-        raise ExportError("an adapter GGUF needs a GGUF base (an Ollama model or a .gguf file)")
+    assert p.source.gguf is not None
     say("writing the adapter GGUF and checking it in llama.cpp")
     out = req.out / ADAPTER_GGUF
     staging = out.with_name(f".{out.name}.unverified")
