@@ -78,3 +78,24 @@ def test_feedback_completions(base: Base) -> None:
     assert fim[0][0] == base.fim.prefix and base.fim.middle in fim[0]
     tail = [x for x in fixed[1] if x != IGNORE]
     assert base.tokenizer.decode(tail[:-1]) == "return 2\n"
+
+
+def test_steps_are_bounded_by_tokens_and_wall_time(base: Base, tmp_path: Path) -> None:
+    from aicoderd.adapt import lora
+    from aicoderd.adapt.base import load_model
+    from aicoderd.config import AdaptConfig
+    from aicoderd.training import runtime
+    from aicoderd.training.pretrain import Hooks
+
+    blocks, _ = data.corpus_blocks(base, TEXTS * 8, 32, fim_rate=0.5, seed=1)
+    inputs = data.TrainingData(blocks, [], 0)
+    rt = runtime.detect("cpu")
+    by_tokens = AdaptConfig(rank=4, batch_size=2, max_steps=50, max_tokens=200)
+    model = lora.attach(load_model(base.source), by_tokens)
+    done = lora.train(model, inputs, tmp_path / "t", by_tokens, rt, base.eos, Hooks())
+    assert (done["stopped"], done["steps"]) == ("max_steps", 4)  # ceil(200 / (2 x 32))
+    assert (tmp_path / "t" / lora.ADAPTER_DIR / "adapter_config.json").exists()
+    by_time = by_tokens.model_copy(update={"max_tokens": None, "max_wall_seconds": 1e-9})
+    model = lora.attach(load_model(base.source), by_time)
+    done = lora.train(model, inputs, tmp_path / "w", by_time, rt, base.eos, Hooks())
+    assert (done["stopped"], done["steps"]) == ("max_wall_seconds", 1)

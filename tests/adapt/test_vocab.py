@@ -89,7 +89,7 @@ def test_an_ollama_model_is_found_in_its_store(
             source.resolve("missing", client, ollama.root)
         with pytest.raises(TrainingError, match="is not in"):
             source.resolve("team/coder:q8", client, ollama.root / "elsewhere")
-        with pytest.raises(TrainingError, match="no such file or directory: /nope.gguf"):
+        with pytest.raises(TrainingError, match=r"no such file or directory: /nope\.gguf"):
             source.resolve("/nope.gguf", client, ollama.root)
         with pytest.raises(TrainingError, match="models directory was not found"):
             source.resolve("team/coder:q8", client, None)
