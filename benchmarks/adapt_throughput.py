@@ -120,6 +120,11 @@ def child_trainer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="adapt-bench-") as tmp:
+        return _e2e(args, Path(tmp))
+
+
+def _e2e(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from aicoderd.adapt.run import Request, adapt
     from aicoderd.config import Settings
     from aicoderd.export import convert
@@ -129,7 +134,6 @@ def child_e2e(args: argparse.Namespace) -> dict[str, Any]:
     from tests.export.tiny import train_tokenizer
     from tests.training_corpus import make_corpus
 
-    work = Path(tempfile.mkdtemp(prefix="adapt-bench-"))
     model_dir = work / "qwen-0.5b-shaped"
     train_tokenizer(model_dir)
     build_model().save_pretrained(str(model_dir))

@@ -5,10 +5,11 @@ checkpoint. The feedback is what the daemon stored (``state.db``), the daemon's 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
-from aicoderd.adapt import lora
+from aicoderd.adapt import lora, merged
 from aicoderd.adapt.run import Prepared, Request, finish, prepare_run, train_phase
 from aicoderd.config import Settings
 from aicoderd.errors import JobSkipped
@@ -72,6 +73,8 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         else:
             model, metrics = train_phase(prepared, req, s, hooks(ctx))
         result = finish(prepared, model, metrics, req, s, client, say)
+    if result.get("deployed"):  # Ollama holds the model now: the merged weights can go
+        shutil.rmtree(req.out / merged.MERGED_DIR, ignore_errors=True)
     return {
         "version": version,
         "source": prepared.source.label,

@@ -94,6 +94,8 @@ def test_the_adapt_job_learns_the_stored_feedback(
     assert any("tokenizer against llama.cpp" in m.get("message", "") for m in progress)
     pinned = (s.data_dir / "adapt" / parsed.version / "feedback.jsonl").read_text().splitlines()
     assert len(pinned) == 3 and "prefix" in json.loads(pinned[1])
+    kept = sorted(p.name for p in (s.data_dir / "adapt" / parsed.version).iterdir())
+    assert "merged" not in kept and {"checkpoints", "lora", "report.json"} <= set(kept)
     with Client(ollama.url) as client:
         assert client.show("llama-coder:q8") is not None
 
