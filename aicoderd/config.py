@@ -55,9 +55,36 @@ class IngestConfig(_Section):
     archive_max_ratio: float = Field(default=100.0, gt=1)
 
 
+Models = Literal["ours", "all"]  # ours: <ollama.model> with any tag
+
+
+class ContinueLogConfig(_Section):
+    enabled: bool = True  # follow Continue's local development data (read only)
+    path: Path = Path("~/.continue/dev_data")  # <schema>/autocomplete.jsonl, editOutcome.jsonl
+
+
+class TabbyLogConfig(_Section):
+    enabled: bool = True  # follow Tabby's event files (read only)
+    path: Path = Path("~/.tabby/events")  # YYYY-MM-DD.json ($TABBY_ROOT/events if you set it)
+    model: str | None = None  # the model Tabby serves (its events name none); null: not ours
+    view_window_seconds: float = Field(default=30.0, gt=0)  # viewed, no select this long: rejected
+
+
+class EditorLogsConfig(_Section):
+    """Editors' local logs as feedback sources (Continue, Tabby)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, serialize_by_alias=True)
+
+    continue_: ContinueLogConfig = Field(default_factory=ContinueLogConfig, alias="continue")
+    tabby: TabbyLogConfig = Field(default_factory=TabbyLogConfig)
+    accepted_from: Models = "all"  # accepted completions of which models count
+    rejected_from: Models = "ours"  # rejections and edits (preference signals) of which models
+
+
 class FeedbackConfig(_Section):
     files: list[Path] | None = None
     poll_interval_seconds: float = Field(default=1.0, gt=0)
+    editors: EditorLogsConfig = Field(default_factory=EditorLogsConfig)
 
 
 class JobsConfig(_Section):
@@ -522,6 +549,9 @@ class Settings(BaseSettings):
         if self.feedback.files is None:
             self.feedback.files = [self.feedback_dir / "user_feedback.jsonl"]
         self.feedback.files = [f.expanduser() for f in self.feedback.files]
+        editors = self.feedback.editors
+        for log in (editors.continue_, editors.tabby):
+            log.path = log.path.expanduser()
         return self
 
     @field_validator("sources")

@@ -73,6 +73,7 @@ def status_lines(s: schemas.Status) -> list[str]:
     ]
     out += [f"  {source}: {n:,}" for source, n in sorted(d.by_source.items())]
     out.append(f"feedback: {s.feedback.valid:,} valid, {s.feedback.invalid:,} invalid")
+    out += [f"  {source}: {n:,}" for source, n in sorted(s.feedback.by_source.items())]
     running = {j.id: j for j in s.jobs.running}
     out.append(f"jobs: {s.jobs.queued} queued, {len(running)} running")
     out += [f"  #{j.id} {j.kind}: {render.progress(j.progress)}" for j in running.values()]

@@ -8,6 +8,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +24,13 @@ from aicoderd.export import llamacpp
 from aicoderd.export.constants import LLAMA_CONVERT_SCRIPT
 from aicoderd.export.inference import INSTALL_HINT
 from aicoderd.ollama.host import base_url
+from aicoderd.sources.editor_logs import EditorLog, Outcome, Skip, editor_logs
+from aicoderd.sources.feedback_file import FeedbackTail, TailState
 
 LLAMA_CPP_GIT = "https://github.com/ggml-org/llama.cpp"
 
 MIN_FREE_BYTES = 5 * 2**30
+EDITOR_SURVEY_BYTES = 64 * 2**20  # of an editor's logs the doctor maps, at most
 
 
 @dataclass
@@ -236,6 +241,63 @@ def check_llama_cpp(s: Settings) -> Check:
     return Check("llama.cpp", "ok", f"{root}, llama-quantize built")
 
 
+def check_editor_logs(s: Settings) -> list[Check]:
+    """Where each editor's log was looked for, and what mapping it would give the daemon."""
+    enabled = {log.name: log for log in editor_logs(s)}
+    checks = []
+    for name in ("continue", "tabby"):
+        log = enabled.get(name)
+        if log is None:
+            checks.append(Check(name, "note", f"feedback: off (feedback.editors.{name})"))
+        else:
+            checks.append(_survey(log))
+    return checks
+
+
+def _survey(log: EditorLog) -> Check:
+    label, key = log.name, f"feedback.editors.{log.name}.path"
+    if not log.root.is_dir():
+        return Check(
+            label,
+            "note",
+            f"feedback: looked in {log.root}: no such folder",
+            f"if {log.name} keeps its logs elsewhere, set {key}",
+        )
+    files = log.files()
+    if not files:
+        wanted = ", ".join(log.patterns)
+        return Check(label, "note", f"feedback: looked in {log.root}: no log files ({wanted}) yet")
+    verdicts: Counter[str] = Counter()
+    skipped: Counter[str] = Counter()
+    left = EDITOR_SURVEY_BYTES
+    for path in files:
+        with FeedbackTail(path, TailState(None, 0)) as tail:
+            while left > 0:
+                lines, _ = tail.poll(max_bytes=min(left, 4 * 2**20))
+                if not lines:
+                    break
+                left -= sum(len(line.raw) + 1 for line in lines)
+                for line in lines:
+                    _tally(log.feed(line), verdicts, skipped)
+    _tally(log.expire(time.time()), verdicts, skipped)
+    found = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items())) or "none"
+    detail = f"feedback: looked in {log.root}: {len(files)} files; records: {found}"
+    if skipped:
+        reasons = "; ".join(f"{reason} {n}" for reason, n in skipped.most_common())
+        detail += f"; events not used: {reasons}"
+    if left <= 0:
+        detail += f" (the first {EDITOR_SURVEY_BYTES // 2**20} MiB)"
+    return Check(label, "ok", detail)
+
+
+def _tally(outcomes: list[Outcome], verdicts: Counter[str], skipped: Counter[str]) -> None:
+    for outcome in outcomes:
+        if isinstance(outcome, Skip):
+            skipped[outcome.reason] += 1
+        else:
+            verdicts[outcome.verdict] += 1
+
+
 def check_inotify() -> Check:
     try:
         watches = int(Path("/proc/sys/fs/inotify/max_user_watches").read_text())
@@ -265,6 +327,7 @@ def run_checks(config: Path | None, socket: Path | None) -> list[Check]:
             lambda: check_llama_cpp(settings),
         ]
         checks += [step() for step in steps]
+        checks += check_editor_logs(settings)
     checks += check_torch()
     checks.append(check_inotify())
     return checks

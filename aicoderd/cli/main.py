@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from aicoderd import __version__, log, protocol
-from aicoderd.cli import daemon_commands, stage_commands
+from aicoderd.cli import assist_commands, daemon_commands, stage_commands
 from aicoderd.errors import AicoderError
 
 
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     daemon_commands.register(sub)
     stage_commands.register(sub)
+    assist_commands.register(sub)
     return p
 
 

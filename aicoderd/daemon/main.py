@@ -37,6 +37,8 @@ from aicoderd.sources.extract import ExtractLimits
 from aicoderd.store import Store
 
 logger = log.get("aicoderd")
+STATUS_MAX_AGE = 0.2  # seconds a status may be answered again (status is a look, not a lock)
+STATUS_STALE_OK = 2.0  # ...and, while a newer one is being made, at most this old
 
 
 class Daemon:
@@ -51,6 +53,8 @@ class Daemon:
         self._event_signal = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
         self._status_flight: asyncio.Future[tuple[schemas.Status, bytes]] | None = None
+        self._status_made = 0.0
+        self._status_last: tuple[schemas.Status, bytes] | None = None
         self._last_prune = 0.0
 
     # -- start-up ----------------------------------------------------------------------------
@@ -199,6 +203,7 @@ class Daemon:
             ],
             "feedback_valid": self.store.feedback.count(),
             "feedback_invalid": self.store.counters.get("feedback.invalid"),
+            "feedback_by_source": self.store.feedback.count_by_source(),
             "corpus": corpus_snapshot.summary(self.settings.corpus_dir),
             "sources": self.scheduler.read(),
         }
@@ -219,16 +224,25 @@ class Daemon:
         return (await self._status_once())[1]
 
     async def _status_once(self) -> tuple[schemas.Status, bytes]:
-        """Single flight: requests that arrive while a status is being made share it, so 200
-        clients at once cost one round of queries and one JSON encoding, not 200."""
+        """Requests share the status: one made less than STATUS_MAX_AGE ago is answered again;
+        an older one starts a new look (one at a time) and is answered meanwhile while it is
+        younger than STATUS_STALE_OK, so 200 clients polling during a burst cost a few looks a
+        second and never wait for one."""
+        age = time.monotonic() - self._status_made
         flight = self._status_flight
-        if flight is None or flight.done():
+        if age >= STATUS_MAX_AGE and (flight is None or flight.done()):
             flight = self._status_flight = asyncio.ensure_future(self._make_status())
+        if self._status_last is not None and age < STATUS_STALE_OK:
+            return self._status_last
+        assert flight is not None
         return await asyncio.shield(flight)
 
     async def _make_status(self) -> tuple[schemas.Status, bytes]:
+        started = time.monotonic()
         status = await self._read_status()
-        return status, json.dumps(status.model_dump(mode="json")).encode()
+        made = status, json.dumps(status.model_dump(mode="json")).encode()
+        self._status_last, self._status_made = made, started
+        return made
 
     async def _read_status(self) -> schemas.Status:
         stored = await asyncio.to_thread(self._stored_counts)
@@ -247,7 +261,9 @@ class Daemon:
                 by_source=stored["documents"]["by_source"],
             ),
             feedback=schemas.FeedbackCounts(
-                valid=stored["feedback_valid"], invalid=stored["feedback_invalid"]
+                valid=stored["feedback_valid"],
+                invalid=stored["feedback_invalid"],
+                by_source=stored["feedback_by_source"],
             ),
             jobs=schemas.JobCounts(
                 queued=stored["jobs"].get(protocol.QUEUED, 0),

@@ -34,6 +34,9 @@ class DocumentCounts(_Model):
 class FeedbackCounts(_Model):
     valid: int
     invalid: int
+    by_source: dict[str, int] = Field(
+        default_factory=dict, description="valid records by source: file, continue, tabby"
+    )
 
 
 class RunningJob(_Model):

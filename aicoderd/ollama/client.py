@@ -137,12 +137,25 @@ class Client:
         data: dict[str, Any] = resp.json()
         return data
 
-    def generate(self, name: str, prompt: str, options: dict[str, Any]) -> dict[str, Any]:
+    def generate(
+        self,
+        name: str,
+        prompt: str,
+        options: dict[str, Any],
+        *,
+        suffix: str | None = None,
+        raw: bool = False,
+    ) -> dict[str, Any]:
+        """One generation, not streamed. With ``suffix`` the model's template lays out a
+        fill-in-the-middle request; with ``raw`` the prompt is sent as it is."""
+        body: dict[str, Any] = {"model": name, "prompt": prompt, "stream": False}
+        body["options"] = options
+        if suffix is not None:
+            body["suffix"] = suffix
+        if raw:
+            body["raw"] = True
         data: dict[str, Any] = self._json(
-            "POST",
-            "/api/generate",
-            json={"model": name, "prompt": prompt, "stream": False, "options": options},
-            timeout=CREATE_TIMEOUT,
+            "POST", "/api/generate", json=body, timeout=CREATE_TIMEOUT
         )
         return data
 

@@ -28,12 +28,14 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from aicoderd.config import IngestConfig
 from aicoderd.errors import IngestRefused
 from aicoderd.sources.decode import decode_text
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
+
+if TYPE_CHECKING:  # the folder worker reads no configuration: it is handed the limits
+    from aicoderd.config import IngestConfig
 
 
 @dataclass(frozen=True)

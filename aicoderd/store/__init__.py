@@ -18,7 +18,7 @@ from aicoderd.store.database import Database
 from aicoderd.store.documents import Documents, NewDocument, Placed
 from aicoderd.store.evals import Evaluations
 from aicoderd.store.events import Counters, Events
-from aicoderd.store.feedback import Committed, Feedback
+from aicoderd.store.feedback import Batch, Committed, Feedback
 from aicoderd.store.files import DocumentFiles
 from aicoderd.store.jobs import Jobs
 from aicoderd.store.schema import SCHEMA_VERSION
@@ -26,6 +26,7 @@ from aicoderd.store.sources import Sources
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Batch",
     "Committed",
     "DocumentFiles",
     "NewDocument",

@@ -122,6 +122,19 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_kind ON jobs(kind, id);
     CREATE INDEX feedback_received ON feedback(received);
     """,
+    # 5: feedback from editors' logs — each record's source, the join state of editor events
+    # still waiting for their outcome, and a fingerprint of what a followed file held before
+    # its offset (a file rewritten in place is read again).
+    """
+    ALTER TABLE feedback ADD COLUMN source TEXT NOT NULL DEFAULT 'file';
+    ALTER TABLE tail_state ADD COLUMN fingerprint TEXT;
+    CREATE TABLE feedback_pending (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        data TEXT NOT NULL,
+        PRIMARY KEY (source, key)
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -272,6 +272,8 @@ def test_cli_doctor_reports_each_check(daemon: DaemonProc) -> None:
         "cuda",
         "ollama",
         "llama.cpp",
+        "continue",
+        "tabby",
         "inotify",
     } <= names
     assert any(x.startswith("ok") and " daemon " in x for x in lines)

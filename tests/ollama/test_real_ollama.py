@@ -87,3 +87,28 @@ def test_adapt_against_real_ollama(real: Client, ggufs: dict[str, Path], tmp_pat
         for name in created:
             with contextlib.suppress(OllamaError):
                 real.delete(name)
+
+
+def test_real_ollama_renders_our_template_as_the_fake_does(
+    real: Client, ggufs: dict[str, Path]
+) -> None:
+    """The rendering the fake implements, checked against Ollama's own (``_debug_render_only``)."""
+    from aicoderd.training import prompt
+
+    d.deploy_gguf(real, ggufs["f16"], d.DeployOptions(name="aicoderd-test", version="t2"))
+    try:
+        cases = [
+            (
+                {"prompt": "def f(", "suffix": "\n    return 1\n"},
+                prompt.fim_prompt("def f(", "\n    return 1\n"),
+            ),
+            ({"prompt": "x = 1\n"}, prompt.review_prompt("x = 1\n")),
+            ({"prompt": "x = 1\n", "suffix": ""}, prompt.review_prompt("x = 1\n")),
+        ]
+        for request, expected in cases:
+            body = {"model": "aicoderd-test:latest", "_debug_render_only": True, **request}
+            got = real.request("POST", "/api/generate", json=body).json()
+            assert got["_debug_info"]["rendered_template"] == expected, request
+    finally:
+        for name in ("aicoderd-test:t2", "aicoderd-test:latest"):
+            real.delete(name)

@@ -95,3 +95,22 @@ def test_llama_cpp_dir_is_resolved_at_load(tmp_path: Path, monkeypatch: pytest.M
     assert s.export.llama_cpp_dir == tmp_path / "src" / "llama.cpp"  # absolute from the start
     s = load_config(write(tmp_path, "export: {llama_cpp_dir: ~/llama.cpp}\n"))
     assert s.export.llama_cpp_dir == Path.home() / "llama.cpp"
+
+
+def test_editor_logs_keys_and_their_environment_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("AICODER_FEEDBACK__EDITORS__CONTINUE__ENABLED", "false")
+    path = tmp_path / "config.yaml"
+    path.write_text("feedback:\n  editors:\n    tabby: {model: aicoder, view_window_seconds: 5}\n")
+    editors = load_config(path, check_paths=False).feedback.editors
+    assert editors.continue_.enabled is False
+    assert editors.continue_.path == tmp_path / ".continue" / "dev_data"
+    assert editors.tabby.path == tmp_path / ".tabby" / "events"
+    assert (editors.tabby.model, editors.tabby.view_window_seconds) == ("aicoder", 5.0)
+    assert (editors.accepted_from, editors.rejected_from) == ("all", "ours")
+    path.write_text("feedback:\n  editors:\n    tabby: {nope: 1}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, check_paths=False)
+    assert info.value.problems == ["feedback.editors.tabby.nope: unknown key"]

@@ -12,7 +12,14 @@ import yaml
 from aicoderd.config import Settings
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.yaml"
-MACHINE_DEPENDENT = {"data_dir", "socket", "folders", "feedback.files"}
+MACHINE_DEPENDENT = {
+    "data_dir",
+    "socket",
+    "folders",
+    "feedback.files",
+    "feedback.editors.continue.path",
+    "feedback.editors.tabby.path",
+}
 
 
 def _leaves(data: Any, prefix: str = "") -> dict[str, Any]:

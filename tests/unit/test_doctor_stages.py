@@ -96,3 +96,61 @@ def test_llama_cpp_unset_and_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(s.export, "llama_cpp_dir", None)  # an installed package: none beside
     check = doctor.check_llama_cpp(s)
     assert check.level == "note" and "export.llama_cpp_dir" in check.fix
+
+
+def test_editor_logs_say_where_they_looked_and_what_they_found(tmp_path: Path) -> None:
+    from tests.editor_fixtures import (
+        append_jsonl,
+        continue_autocomplete,
+        new_cid,
+        now_ms,
+        tabby_choice,
+        tabby_completion,
+    )
+
+    home = tmp_path / "home"
+    s = _settings(
+        tmp_path,
+        feedback={
+            "editors": {
+                "continue": {"path": str(home / ".continue" / "dev_data")},
+                "tabby": {"path": str(home / ".tabby" / "events"), "enabled": False},
+            }
+        },
+    )
+    cont, tabby = doctor.check_editor_logs(s)
+    assert (cont.name, tabby.name) == ("continue", "tabby")
+    assert (cont.level, cont.detail) == (
+        "note",
+        f"feedback: looked in {home}/.continue/dev_data: no such folder",
+    )
+    assert "feedback.editors.continue.path" in cont.fix
+    assert (tabby.level, tabby.detail) == ("note", "feedback: off (feedback.editors.tabby)")
+    dev_data = home / ".continue" / "dev_data" / "0.2.0"
+    append_jsonl(
+        dev_data / "autocomplete.jsonl",
+        continue_autocomplete(),
+        continue_autocomplete(),
+        continue_autocomplete(accepted=False),
+        continue_autocomplete(accepted=False, modelName="qwen2.5-coder:1.5b"),
+    )
+    (cont,) = doctor.check_editor_logs(s)[:1]
+    assert cont.level == "ok"
+    assert cont.detail == (
+        f"feedback: looked in {dev_data.parent}: 1 files; records: 2 accepted, 1 rejected;"
+        " events not used: preference signal from another model 1"
+    )
+    events = home / ".tabby" / "events"
+    cid, hour_ago = new_cid(), now_ms() - 3_600_000
+    append_jsonl(
+        events / "2026-11-24.json",
+        tabby_completion(cid, hour_ago),
+        tabby_choice("view", cid, hour_ago + 100),
+    )
+    on = s.model_copy(deep=True)
+    on.feedback.editors.tabby.enabled = True
+    on.feedback.editors.tabby.model = "aicoder"
+    tabby = doctor.check_editor_logs(on)[1]
+    assert (
+        tabby.detail == f"feedback: looked in {events}: 1 files; records: 1 rejected"
+    )  # the clock decides

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aicoderd.errors import StoreError
-from aicoderd.store import SCHEMA_VERSION, DocumentFiles, NewDocument, Store
+from aicoderd.store import SCHEMA_VERSION, Batch, DocumentFiles, NewDocument, Store
 
 
 def doc(
@@ -74,23 +74,48 @@ def test_a_document_with_another_place_is_not_retired(tmp_path: Path) -> None:
 def test_feedback_ids_are_kept_once_with_the_offset(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
     rec = {"id": "i1", "time": "t", "model": "m", "verdict": "accepted"}
-    assert store.feedback.commit([rec], "/f", 2, 7, 100).added == 1
-    again = store.feedback.commit([rec], "/f", 0, 7, 150)
+    batch = Batch("file", [rec], "/f", 7, 100, "fp1", invalid=2)
+    assert store.feedback.commit(batch).added == 1
+    again = store.feedback.commit(Batch("file", [rec], "/f", 7, 150, "fp2"))
     assert again.added == 0 and again.conflicts == []
     assert store.feedback.count() == 1
     assert store.counters.get("feedback.invalid") == 2
-    assert store.feedback.tail_state("/f") == (7, 150)
+    assert store.feedback.tail_state("/f") == (7, 150, "fp2")
+    assert store.feedback.tail_state("/other") == (None, 0, None)
     assert store.feedback.records() == [rec]
 
 
 def test_a_repeated_feedback_id_with_other_content_is_a_conflict(tmp_path: Path) -> None:
     store = Store(tmp_path / "state.db")
     rec = {"id": "i1", "time": "t", "model": "m", "verdict": "accepted"}
-    store.feedback.commit([rec], "/f", 0, 7, 100)
+    store.feedback.commit(Batch("file", [rec], "/f", 7, 100))
     other = {**rec, "verdict": "rejected"}
-    assert store.feedback.commit([other], "/f", 0, 7, 200).conflicts == [other]
+    assert store.feedback.commit(Batch("file", [other], "/f", 7, 200)).conflicts == [other]
     assert store.feedback.records() == [rec]  # the first stays the truth
     assert store.counters.get("feedback.invalid") == 1
+
+
+def test_feedback_by_source_unmapped_and_pending_join_state(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.db")
+    rec = {"id": "i1", "time": "t", "model": "m", "verdict": "accepted"}
+    store.feedback.commit(Batch("file", [rec], "/f", 7, 100))
+    tabby = Batch(
+        "tabby",
+        [{**rec, "id": "i2"}, {**rec, "id": "i3"}],
+        unmapped={"never shown": 2, "not JSON": 1},
+        pending={"cmpl-1": '{"a": 1}', "cmpl-2": '{"b": 2}'},
+        origin="/tabby/events",
+    )
+    store.feedback.commit(tabby)
+    assert store.feedback.count_by_source() == {"file": 1, "tabby": 2}
+    assert store.feedback.pending("tabby") == {"cmpl-1": '{"a": 1}', "cmpl-2": '{"b": 2}'}
+    assert store.feedback.pending("continue") == {}
+    store.feedback.commit(
+        Batch("tabby", [], unmapped={"never shown": 1}, pending={"cmpl-1": None, "cmpl-2": "{}"})
+    )
+    assert store.feedback.pending("tabby") == {"cmpl-2": "{}"}
+    assert store.feedback.unmapped() == {"tabby": {"never shown": 3, "not JSON": 1}}
+    assert store.feedback.tail_state("/tabby/events") == (None, 0, None)  # no file moved
 
 
 def test_a_transaction_commits_several_tables_or_none(tmp_path: Path) -> None:

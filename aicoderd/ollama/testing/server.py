@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from aicoderd.ollama.testing import ggufheader, modelnames
+from aicoderd.ollama.testing import ggufheader, gotemplate, modelnames
 from aicoderd.ollama.testing.modelnames import ModelName
 
 DIGEST = re.compile(r"^sha256[:-][0-9a-fA-F]{64}$")
@@ -99,6 +99,8 @@ class FakeOllama:
         self.faults = Faults()
         self.adapters_refused = False  # create with adapters fails (newer Ollama, reportedly)
         self.requests: list[tuple[str, str]] = []  # (method, path), for assertions
+        self.generated: list[dict[str, Any]] = []  # each /api/generate request, as sent
+        self.rendered: list[str] = []  # the prompt each generation ran on, template applied
         self.lock = threading.RLock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -529,14 +531,23 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- generate ----------------------------------------------------------------------------
     def do_generate(self) -> None:
+        """Ollama's ``GenerateHandler``: raw checks, the insert capability (a template that
+        uses ``.Suffix``) before a load, then the prompt rendered as Ollama renders it."""
         fake = self.fake
         req = self._read_json()
+        fake.generated.append(req)
         name = self._name(req.get("model"))
         _refuse_cloud(name)
         found = fake.lookup(name.display())
         if found is None:
             raise HTTPFail(404, f"model '{name.display()}' not found")
         m = found[1]
+        if req.get("raw") and (req.get("template") or req.get("system") or req.get("context")):
+            raise HTTPFail(400, "raw mode does not support template, system, or context")
+        template = _text(fake, m, "template")
+        if req.get("suffix") and "Suffix" not in gotemplate.fields(template):
+            full = f"{name.host}/{name.namespace}/{name.model}:{name.tag}"
+            raise HTTPFail(400, f"{full} does not support insert")
         blob = next(lay["digest"] for lay in m.layers if lay["mediaType"] == MEDIA + "model")
         now = datetime.now(UTC).isoformat()
         keep = req.get("keep_alive")
@@ -561,6 +572,20 @@ class _Handler(BaseHTTPRequestHandler):
         options = {**_params(fake, m), **(req.get("options") or {})}
         _check_options(options)
         _check_adapter(fake, m)
+        prompt = _render(req, str(req.get("template") or template), _text(fake, m, "system"))
+        if req.get("_debug_render_only"):
+            debug = {"rendered_template": prompt}
+            return self._json(
+                200,
+                {
+                    "model": req["model"],
+                    "created_at": now,
+                    "response": "",
+                    "done": False,
+                    "_debug_info": debug,
+                },
+            )
+        fake.rendered.append(prompt)
         with fake.lock:
             fake.runners[blob] = (fake.display[found[0]], time.time() + 300)
         n = int(options.get("num_predict", 8))
@@ -589,6 +614,37 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._stream_end()
         self._line({**final, "response": ""})
         return self._stream_end()
+
+
+def _text(fake: FakeOllama, m: Manifest, kind: str) -> str:
+    """A model's template or system text ("" when it has none)."""
+    for lay in m.layers:
+        if lay["mediaType"] == MEDIA + kind:
+            return fake.blob_path(lay["digest"]).read_text()
+    return ""
+
+
+def _render(req: dict[str, Any], template: str, model_system: str) -> str:
+    """The prompt the model runs on: ``raw`` as sent; with a suffix (and a prompt) the
+    template's ``.Prompt`` and ``.Suffix``; else one user message rendered the legacy way
+    (``.System``, ``.Prompt``, cut at ``.Response``). Ollama's ``template.Execute``."""
+    prompt = str(req.get("prompt") or "")
+    if req.get("raw"):
+        return prompt
+    if not template:
+        template = "{{ .Prompt }}"  # Ollama's default template
+    try:
+        if "Messages" in gotemplate.fields(template):
+            raise gotemplate.TemplateError("the fake renders no .Messages templates")
+        suffix = str(req.get("suffix") or "")
+        if suffix:
+            values = {"Prompt": prompt, "Suffix": suffix, "Response": ""}
+            return gotemplate.render(template, values)
+        system = str(req.get("system") or model_system)
+        values = {"System": system, "Prompt": prompt, "Response": "", "Suffix": ""}
+        return gotemplate.render(template, values, cut_at_response=True)
+    except gotemplate.TemplateError as exc:
+        raise HTTPFail(500, str(exc)) from None
 
 
 class _Truncate(Exception):
