@@ -20,7 +20,7 @@ from aicoderd.cli.main import main
 from aicoderd.jobctx import JobContext
 from aicoderd.ollama.client import Client
 from aicoderd.ollama.testing import FakeOllama
-from aicoderd.store import Store
+from aicoderd.store import Batch, Store
 from tests.adapt.conftest import pull, settings_for
 from tests.adapt.test_adapt import FEEDBACK
 
@@ -76,7 +76,7 @@ def test_the_adapt_job_learns_the_stored_feedback(
     store = Store(s.state_db)
     try:
         records = [r.model_dump(mode="json", by_alias=True) for r in FEEDBACK]
-        store.feedback.commit(records, "feedback.jsonl", 0, None, 0)
+        store.feedback.commit(Batch("file", records, "feedback.jsonl"))
     finally:
         store.close()
     messages = io.StringIO()
