@@ -304,7 +304,7 @@ class AdaptConfig(_Section):
     checkpoint_every: int = Field(default=50, ge=1)
     seed: int = 1337
     gate_tolerance: float = Field(default=0.0, ge=0)  # the adapted model must beat the base
-    eval_bytes: int = Field(default=256 * 1024, ge=1)  # of the eval split the gate reads
+    eval_bytes: int = Field(default=32 * 1024, ge=1)  # of the eval split the gate reads (CPU: slow)
     auto: bool = True  # the pipeline queues adapt on corpus growth and on feedback
     min_new_tokens: int = Field(default=100_000, ge=1)  # corpus growth since the last adapt
     min_feedback: int = Field(default=50, ge=1)  # ...or valid feedback records since it
