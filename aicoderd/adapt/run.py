@@ -25,7 +25,7 @@ from aicoderd.adapt import adapter, data, gate, lora, merged
 from aicoderd.adapt import deploy as adapt_deploy
 from aicoderd.adapt.base import Base, load_model, prepare
 from aicoderd.adapt.source import Source, resolve
-from aicoderd.errors import OllamaError
+from aicoderd.errors import OllamaError, OllamaUnavailable
 from aicoderd.export.build import settle
 from aicoderd.export.verify import Limits, Reference, verify
 from aicoderd.fsutil import atomic_write
@@ -140,6 +140,21 @@ def finish(
     if not verdict["passed"]:
         say(f"the gate refused the adapted model: {verdict['reason']}")
         return _report(req, result)
+    return _report(req, _ship(p, model, metrics, req, settings, client, say, result))
+
+
+def _ship(
+    p: Prepared,
+    model: Any,
+    metrics: dict[str, Any],
+    req: Request,
+    settings: Settings,
+    client: Client | None,
+    say: Say,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """The adapter and/or merged GGUF, each checked, and the deploy (adapter refused: merged)."""
+    cfg = settings.adapt
     name = adapt_deploy.target(p.source.ollama.name if p.source.ollama else _stem(p), cfg.suffix)
     deploying = req.deploy and p.source.ollama is not None and client is not None
     mode = cfg.mode
@@ -151,6 +166,8 @@ def finish(
         if deploying:
             try:
                 result["deployed"] = _deploy_adapter(p, req, name, client, say)
+            except OllamaUnavailable:
+                raise  # not a refusal: Ollama is away
             except OllamaError as exc:
                 say(adapt_deploy.refused(exc))
                 result["adapter_refused"] = str(exc)
@@ -168,7 +185,7 @@ def finish(
             result["deployed"] = adapt_deploy.merged(
                 client, gguf, p.source.ollama, name, req.version, settings
             )
-    return _report(req, result)
+    return result
 
 
 def _deploy_adapter(
