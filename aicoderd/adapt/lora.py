@@ -133,8 +133,10 @@ def train(
         if n_fb:
             rows += [inputs.feedback[i] for i in _mine(fb_sampler, n_fb, rt)]
         ids, mask, labels = likelihood.collate(rows, pad, rt.device)
+        # no padding (corpus blocks alone): no mask, so attention takes its causal fast path
+        padded = {} if bool(mask.all()) else {"attention_mask": mask}
         with rt.autocast():
-            loss = trained(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss = trained(input_ids=ids, labels=labels, **padded).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
