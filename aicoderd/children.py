@@ -15,6 +15,18 @@ import aicoderd
 PACKAGE_ROOT = str(Path(aicoderd.__file__).resolve().parents[1])
 
 
+def lean() -> None:
+    """For the daemon and its folder worker, called before structlog is imported: structlog
+    renders with rich when it is installed (transformers brings it in), and rich would cost
+    ~4 MB of resident memory in each, for logs that are JSON lines or plain console lines. Job
+    processes and the CLI keep it."""
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]  # None blocks an import
+
+
+# The folder worker's ``python -c`` prelude (lean as the daemon is).
+LEAN = "from aicoderd import children; children.lean(); "
+
+
 def python(*args: str) -> list[str]:
     """The command line of a Python child running this interpreter: ``python ARGS...``."""
     return [sys.executable, *args]

@@ -12,7 +12,7 @@ from typing import Any
 from aicoderd.config import Settings
 from aicoderd.corpus.build import Builder
 from aicoderd.corpus.inputs import FileInputs
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 
 
 def build(

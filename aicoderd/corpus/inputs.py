@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Protocol
 
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract, read_file
+from aicoderd.sources.extract import Extracted, extract, read_file
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.folders import walk
 from aicoderd.sources.kinds import is_junk
 from aicoderd.store import DocumentFiles

@@ -17,17 +17,19 @@ from typing import Any
 
 from aicoderd import children, log
 from aicoderd.config import FolderConfig, Settings
-from aicoderd.daemon.folder_worker import (
+from aicoderd.daemon.folder_messages import (
     FolderPlan,
     Ingested,
     IngestRequest,
+    Mode,
+    Outcome,
     Plan,
     Progress,
     Stop,
+    Target,
 )
-from aicoderd.daemon.ingest import Mode, Outcome, Target
 from aicoderd.errors import AicoderError
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.folders import walk
 
 logger = log.get(__name__)
@@ -35,7 +37,7 @@ logger = log.get(__name__)
 CLI_SOURCE = "cli"
 START_TIMEOUT = 120.0  # a spawned interpreter importing the extractors, on a loaded machine
 RESTART_DELAY = 1.0
-WORKER_MAIN = "from aicoderd.daemon.folder_worker import main; main()"
+WORKER_MAIN = children.LEAN + "from aicoderd.daemon.folder_worker import main; main()"
 
 
 def source_name(folder: FolderConfig) -> str:
@@ -51,10 +53,12 @@ class FolderSet:
         worker_args: tuple[Path, Path, str, str],
         limits: Callable[[], ExtractLimits],
         on_batch: Callable[[], None],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.limits = limits
         self.on_batch = on_batch  # events were written by the worker process
+        self.on_change = on_change  # its counts (pending files, watcher) changed
         self.watcher_kind = "none"
         self.cli_in_flight = 0
         self._args = worker_args  # state db, documents dir, log level, log format
@@ -186,7 +190,10 @@ class FolderSet:
                 configured.set_result(None)
             if message.batches:
                 self.on_batch()
+            else:
+                self.on_change()
         elif isinstance(message, Ingested):
+            self.on_batch()  # before the caller hears: what it asks next includes the batch
             future = self._requests.pop(message.id, None)
             if future is not None and not future.done():
                 future.set_result(message)

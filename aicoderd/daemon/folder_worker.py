@@ -19,13 +19,20 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from aicoderd import log
-from aicoderd.daemon.ingest import Ingestor, Mode, Outcome, Target
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.daemon.folder_messages import (
+    FolderPlan,
+    Ingested,
+    IngestRequest,
+    Plan,
+    Progress,
+    Stop,
+    Target,
+)
+from aicoderd.daemon.ingest import Ingestor
 from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
 from aicoderd.sources.inotify import FsEvent
 from aicoderd.sources.pathnames import uri_path
@@ -35,59 +42,6 @@ from aicoderd.store.writer import DocumentWriter
 logger = log.get(__name__)
 
 POLL_SECONDS = 2.0  # rescan interval without inotify: the walk is the only news
-
-
-# -- messages (pickled over one pipe) --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FolderPlan:
-    path: Path
-    mode: Mode
-    recursive: bool
-    settle: float
-    source: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to watch and how; a new generation replaces the folders and rescans."""
-
-    generation: int
-    folders: tuple[FolderPlan, ...]
-    extra_junk: tuple[str, ...]
-    batch_size: int
-    rescan_interval: float
-    stuck_after: float
-    limits: ExtractLimits
-
-
-@dataclass(frozen=True)
-class IngestRequest:
-    """Files handed over by ``aicoder ingest``: one batch, answered by :class:`Ingested`."""
-
-    id: int
-    targets: list[Target]
-    limits: ExtractLimits
-
-
-@dataclass(frozen=True)
-class Stop:
-    pass
-
-
-@dataclass(frozen=True)
-class Progress:
-    generation: int
-    watcher: str  # "inotify" | "polling"
-    pending: tuple[int, ...]  # per folder of the plan, in order
-    batches: int  # batches stored since the last report: their events are in the store
-
-
-@dataclass(frozen=True)
-class Ingested:
-    id: int
-    outcomes: list[Outcome] | None  # None: the batch failed (logged by the worker)
 
 
 # -- the worker ------------------------------------------------------------------------------

@@ -18,12 +18,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from aicoderd import log
+from aicoderd.daemon.folder_messages import Outcome, Target
 from aicoderd.errors import IngestRefused
 from aicoderd.fsutil import atomic_write, fsync_dir
-from aicoderd.sources.extract import Extracted, ExtractLimits, iter_extract, read_file
+from aicoderd.sources.extract import Extracted, iter_extract, read_file
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import NewDocument, Tables
 from aicoderd.store.writer import DocumentWriter
@@ -33,32 +34,6 @@ logger = log.get(__name__)
 FAILED_DIR = ".failed"
 ERROR_NOTE = ".error.txt"
 NAME_MAX = 255  # bytes in one path component (ext4, xfs, btrfs)
-Mode = Literal["consume", "mirror", "copy"]
-
-
-@dataclass(frozen=True)
-class Target:
-    """One file to ingest. ``copy`` (files handed over by ``aicoder ingest``) never touches the
-    original; ``consume`` removes it once stored; ``mirror`` never touches it either."""
-
-    source: str
-    mode: Mode
-    root: Path
-    path: Path
-
-    @property
-    def uri(self) -> str:
-        """The file's place in the store (a name that is not UTF-8 escaped: see pathnames)."""
-        return uri_path(str(self.path))
-
-
-@dataclass
-class Outcome:
-    path: str
-    status: Literal["stored", "duplicate", "refused", "unchanged", "missing"]
-    documents: int = 0
-    reason: str | None = None
-    message: str | None = None
 
 
 @dataclass

@@ -15,13 +15,7 @@ import asyncio
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
+from typing import TYPE_CHECKING, Any
 
 from aicoderd import log
 from aicoderd.config import Settings, interval_seconds
@@ -31,6 +25,12 @@ from aicoderd.errors import JobError, NotFound
 from aicoderd.sources.base import AnySource
 from aicoderd.sources.job_kinds import FETCH
 from aicoderd.store import Store
+
+if TYPE_CHECKING:  # APScheduler loads with the first source (an installation without any
+    # network source never pays for it)
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
 
 logger = log.get(__name__)
 
@@ -50,14 +50,22 @@ class SourceScheduler:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self, settings: Settings) -> None:
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        self._scheduler.start()
         self.configure(settings)
+
+    def _started(self) -> AsyncIOScheduler:
+        if self._scheduler is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+            self._scheduler.start()
+        return self._scheduler
 
     def configure(self, settings: Settings) -> None:
         """(Re)build the triggers; sources whose config did not change keep theirs."""
         self.settings = settings
         wanted = {s.name: s for s in settings.sources if s.enabled}
+        if wanted:
+            self._started()
         for name in list(self._configured):
             if name not in wanted or wanted[name].model_dump_json() != self._configured[name]:
                 self._remove(name)
@@ -74,6 +82,9 @@ class SourceScheduler:
     # -- triggers ----------------------------------------------------------------------------
 
     def _add(self, source: AnySource, last: dict[str, Any] | None) -> None:
+        from apscheduler.triggers.date import DateTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
         assert self._scheduler is not None
         tz = self._scheduler.timezone
         now = datetime.now(tz)
@@ -191,6 +202,8 @@ _COUNTS = ("added", "updated", "unchanged", "retired", "failed")
 def cron_trigger(expr: str, tz: tzinfo, jitter: int | None) -> CronTrigger:
     """A five-field crontab line with crontab's weekdays (0 or 7 = Sunday); APScheduler 3's
     own ``from_crontab`` counts them from Monday."""
+    from apscheduler.triggers.cron import CronTrigger
+
     minute, hour, day, month, day_of_week = expr.split()
     return CronTrigger(
         minute=minute,

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ValidationError
 
-from aicoderd import __version__, log, paths, protocol
+from aicoderd import __version__, log, paths
 from aicoderd.daemon import schemas
 from aicoderd.errors import AicoderError, BadRequest
 
@@ -250,11 +248,11 @@ async def post_reload(d: DaemonApi, request: web.Request) -> web.Response:
 
 
 async def get_metrics(d: DaemonApi, request: web.Request) -> web.Response:
+    from aicoderd.daemon import metrics  # prometheus_client: loaded when first scraped
+
     status = (await d.status()).model_dump(mode="json")
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StatusCollector(status))
     return web.Response(
-        body=generate_latest(registry),
+        body=metrics.exposition(status),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
@@ -270,35 +268,6 @@ async def post_source_fetch(d: DaemonApi, request: web.Request) -> web.Response:
 
 async def get_openapi(d: DaemonApi, request: web.Request) -> web.Response:
     return web.json_response(openapi())
-
-
-class _StatusCollector:
-    def __init__(self, status: dict[str, Any]) -> None:
-        self.status = status
-
-    def collect(self) -> Any:
-        s = self.status
-        yield GaugeMetricFamily("aicoderd_uptime_seconds", "Seconds since start", s["uptime_s"])
-        docs = GaugeMetricFamily("aicoderd_documents", "Documents by status", labels=["status"])
-        for key in ("total", "failed", "retired", "pending"):
-            docs.add_metric([key if key != "total" else "stored"], s["documents"][key])
-        yield docs
-        src = GaugeMetricFamily(
-            "aicoderd_documents_by_source", "Stored documents by source", labels=["source"]
-        )
-        for name, n in s["documents"]["by_source"].items():
-            src.add_metric([name], n)
-        yield src
-        fb = CounterMetricFamily(
-            "aicoderd_feedback_records", "Feedback lines read", labels=["validity"]
-        )
-        fb.add_metric(["valid"], s["feedback"]["valid"])
-        fb.add_metric(["invalid"], s["feedback"]["invalid"])
-        yield fb
-        jobs = GaugeMetricFamily("aicoderd_jobs", "Jobs by state", labels=["state"])
-        for state in protocol.JOB_STATES:
-            jobs.add_metric([state], s["jobs"]["by_state"].get(state, 0))
-        yield jobs
 
 
 ROUTES = [

@@ -28,32 +28,12 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
 from aicoderd.errors import IngestRefused
 from aicoderd.sources.decode import decode_text
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
-
-if TYPE_CHECKING:  # the folder worker reads no configuration: it is handed the limits
-    from aicoderd.config import IngestConfig
-
-
-@dataclass(frozen=True)
-class ExtractLimits:
-    max_file_bytes: int  # per file, and per archive member
-    archive_max_members: int
-    archive_max_total_bytes: int  # sum of uncompressed member sizes
-    archive_max_ratio: float  # uncompressed / compressed, per member and overall
-
-    @classmethod
-    def from_config(cls, ingest: IngestConfig, max_file_bytes: int | None = None) -> ExtractLimits:
-        """The ``ingest`` section's limits (a git source caps file sizes on its own)."""
-        return cls(
-            max_file_bytes=int(max_file_bytes or ingest.max_file_bytes),
-            archive_max_members=ingest.archive_max_members,
-            archive_max_total_bytes=int(ingest.archive_max_total_bytes),
-            archive_max_ratio=ingest.archive_max_ratio,
-        )
 
 
 def read_file(path: Path, st: os.stat_result, limits: ExtractLimits) -> bytes:

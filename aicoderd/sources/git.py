@@ -29,7 +29,8 @@ from aicoderd.config import GitSource
 from aicoderd.errors import IngestRefused, SourceError
 from aicoderd.sources import licences
 from aicoderd.sources.base import FetchedDocument, SourceRun
-from aicoderd.sources.extract import ExtractLimits, extract
+from aicoderd.sources.extract import extract
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.gitrepo import MODE_NAMES, REGULAR_MODES, Entry, GitRepo
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, kind_of
 from aicoderd.sources.pathnames import uri_path

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import ExtractLimits, extract
+from aicoderd.sources.extract import extract
+from aicoderd.sources.extract_limits import ExtractLimits
 
 LIMITS = ExtractLimits(1 << 20, 10, 1 << 20, 100.0)
 

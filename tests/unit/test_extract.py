@@ -16,7 +16,8 @@ import pytest
 from pypdf import PdfReader
 
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract, iter_extract
+from aicoderd.sources.extract import Extracted, extract, iter_extract
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.kinds import kind_of
 
 LIMITS = ExtractLimits(

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import structlog
 
-from aicoderd.daemon.folder_worker import FolderPlan, FolderWorker, Plan, Progress
+from aicoderd.daemon.folder_messages import FolderPlan, Plan, Progress
+from aicoderd.daemon.folder_worker import FolderWorker
 from aicoderd.daemon.ingest import Ingestor
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.folders import Candidate, FolderWatch, walk
 from aicoderd.sources.inotify import FsEvent, Inotify
 from aicoderd.sources.kinds import is_junk

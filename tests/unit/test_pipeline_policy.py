@@ -19,7 +19,8 @@ from aicoderd.daemon.job_kinds import REGISTRY
 from aicoderd.daemon.pipeline import ModelPipeline
 from aicoderd.daemon.policy import PIPELINE, Facts, Job, decide
 from aicoderd.daemon.runner import JobQueue
-from aicoderd.store import Batch, Store
+from aicoderd.store import Store
+from aicoderd.store.feedback import Batch
 from aicoderd.training import versions
 
 CFG = PipelineConfig(
@@ -222,7 +223,7 @@ def finish(
 def feedback(store: Store, n: int) -> None:
     recs = [{"id": str(uuid.uuid4()), "time": "2026-01-01T00:00:00Z", "model": "m",
              "verdict": "accepted"} for _ in range(n)]  # fmt: skip
-    store.feedback.commit(Batch("file", recs, "fb.jsonl"))
+    store.feedback.commit(Batch("file", recs, path="fb.jsonl"))
 
 
 class Daemon:

@@ -11,7 +11,7 @@ import pytest
 from aicoderd.config import CorpusConfig, IngestConfig
 from aicoderd.corpus.build import Builder
 from aicoderd.corpus.inputs import FileInputs
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.sources.extract_limits import ExtractLimits
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
