@@ -99,6 +99,8 @@ def _pipeline_lines(p: schemas.PipelineStatus, running: dict[int, schemas.Runnin
     out.append(f"model: {model}")
     for name in STAGES:
         out.append(f"  {name}: {_stage(getattr(p, name), running)}")
+    if p.adapt is not None:
+        out.append(f"  adapt: {_stage(p.adapt, running)}")
     return out
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd import log
+from aicoderd.adapt.job_kinds import ADAPT
 from aicoderd.config import PRESET_NAMES, Settings
 from aicoderd.corpus import snapshot
 from aicoderd.corpus.job_kinds import BUILD, CorpusBuilt
@@ -183,7 +184,7 @@ class ModelPipeline:
         """One look: read the facts, queue what the policy says, remember what stages wait for."""
         settings = self.settings()
         facts = self.facts(settings)
-        plan = policy.decide(facts, settings.pipeline)
+        plan = policy.decide(facts, settings.pipeline, settings.adapt)
         queued: dict[str, int] = {}
         for sub in plan.submit:
             job = self.jobs.submit(sub.kind, sub.params)
@@ -243,6 +244,7 @@ class ModelPipeline:
             parity_checker=_parity_checker(),
             now=time.time(),
             new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
+            adapt_feedback=self._feedback_since_adapt(),
             active=active,
             last=last,
             newest=newest,
@@ -300,6 +302,12 @@ class ModelPipeline:
             if (base and Path(str(base)).name in lineage) or version in lineage:
                 since = float(job["started"] or job["created"])
                 break
+        return self.store.feedback.count_since(since)
+
+    def _feedback_since_adapt(self) -> int:
+        """Valid records received since the pipeline's last ``adapt`` job started."""
+        rows = self.store.jobs.newest_marked((ADAPT.name,), policy.PIPELINE)
+        since = float(rows[0]["started"] or rows[0]["created"]) if rows else 0.0
         return self.store.feedback.count_since(since)
 
     def _jobs(

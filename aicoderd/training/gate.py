@@ -57,7 +57,7 @@ def evaluate(
             break
         texts.append(text)
         size += len(text.encode("utf-8"))
-    nll, tokens = _stream_nll(model, tok, texts, rt)
+    nll, tokens = stream_nll(model, tok, texts, rt)
     out: dict[str, Any] = {
         "model": str(model_dir.absolute()),
         "corpus_snapshot": corpus.snapshot,
@@ -74,18 +74,25 @@ def evaluate(
     return out
 
 
-def _stream_nll(
-    model: Any, tok: PreTrainedTokenizerBase, texts: list[str], rt: runtime.Runtime
+def stream_nll(
+    model: Any,
+    tok: PreTrainedTokenizerBase,
+    texts: list[str],
+    rt: runtime.Runtime,
+    *,
+    eot: int | None = None,
+    context: int | None = None,
 ) -> tuple[float, int]:
-    """Summed negative log-likelihood of every token of the EOT-joined texts (each window
-    overlaps the previous by one token, so every token but the first is predicted once)."""
+    """Summed negative log-likelihood of every token of the texts joined by ``eot`` (default:
+    the prompt format's), in windows of ``context`` tokens (default: the model's) each
+    overlapping the previous by one token, so every token but the first is predicted once."""
     import torch
 
-    eot = tokenization.token_id(tok, prompt.EOT)
+    eot = tokenization.token_id(tok, prompt.EOT) if eot is None else eot
     ids = [eot]
     for doc in tokenization.encode_text(tok, texts):
         ids += [*doc, eot]
-    context = int(model.config.max_position_embeddings)
+    context = context or int(model.config.max_position_embeddings)
     windows = [ids[s : s + context] for s in range(0, max(len(ids) - 1, 1), context - 1)]
     total, count = 0.0, 0
     model.eval()
