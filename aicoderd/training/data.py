@@ -116,9 +116,6 @@ class BatchSampler:
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         self._perm = self._permutation()
 
-    def epochs(self) -> float:
-        return self.epoch + self.cursor / max(self.n, 1)
-
 
 def planned_steps(max_steps: int, max_tokens: int | None, tokens_per_step: int) -> int:
     """Steps to run: ``max_steps``, fewer when ``max_tokens`` is reached first."""
