@@ -142,7 +142,7 @@ class CorpusConfig(_Section):
         return value
 
 
-# The model presets, smallest first (aicoderd.training.model holds their shapes).
+# The model presets, smallest first (aicoderd.training.shapes holds their shapes).
 PresetName = Literal["tiny", "small", "base"]
 PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 

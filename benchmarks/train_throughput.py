@@ -255,7 +255,7 @@ def main() -> None:
         trainer = child("trainer", args)
     import torch
 
-    from aicoderd.training.model import PRESETS
+    from aicoderd.training.shapes import PRESETS
 
     # The machine is shared: the peak is the best of six measurements (start and end of each
     # child), so a busy moment does not inflate the MFU.
@@ -285,7 +285,7 @@ def main() -> None:
 
 def _vocab(ours: dict[str, Any], preset: str) -> int:
     """The vocabulary the run ended with (BPE may learn fewer merges than asked for)."""
-    from aicoderd.training.model import PRESETS, parameter_count
+    from aicoderd.training.shapes import PRESETS, parameter_count
 
     s = PRESETS[preset]
     return s.vocab + (ours["parameters"] - parameter_count(s)) // (2 * s.hidden)

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from aicoderd.config import TrainingConfig
 from aicoderd.errors import TrainingError
-from aicoderd.training import data, optim, prompt, report, runtime
-from aicoderd.training import model as shapes
+from aicoderd.training import data, optim, prompt, report, runtime, shapes
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus
