@@ -21,6 +21,7 @@ from aicoderd.training import data, optim
 FORWARD_SHARE = 0.4  # an eval pass's time / a training pass's (forward only ~1/3, plus margin)
 EVAL_SHARE = 0.05  # a time-bounded run spends at most this share of its budget evaluating
 OVERRUN = 0.1  # the hard stop: budget * (1 + this), for steps slower than the plan measured
+MEASURED = 5  # a time-bounded run's warmup is at least this long: the steps its plan times
 
 
 @dataclass
@@ -74,9 +75,11 @@ def new(cfg: TrainingConfig, tokens_per_step: int) -> Plan:
 
 def choose_warmup(plan: Plan, cfg: TrainingConfig, first_step: float, remaining: float) -> None:
     """Set the warmup from the first step's time (the slowest: allocations happen in it, so
-    the estimate of the run's length errs short and the warmup with it)."""
+    the estimate of the run's length errs short and the warmup with it), and never shorter
+    than the ``MEASURED`` steps whose median time fixes the total."""
     estimate = min(plan.total, max(1, int(remaining / max(first_step, 1e-6))))
-    plan.warmup = warmup_for(cfg.warmup_steps, estimate)
+    measured = min(MEASURED, max(1, estimate // 2))
+    plan.warmup = max(warmup_for(cfg.warmup_steps, estimate), measured)
 
 
 def eval_seconds(pass_seconds: float, passes: int) -> float:

@@ -117,6 +117,10 @@ def test_a_time_bounded_plan_ends_its_schedule_with_the_budget() -> None:
     assert max(factors) == pytest.approx(1.0) and factors[28] == pytest.approx(1.0)
     assert factors[plan.total] == pytest.approx(0.1)  # the floor when the budget ends
     assert factors[plan.total - 1] == pytest.approx(0.1, abs=1e-4)
+    # A slow first step: the warmup still spans the steps the total is fixed from.
+    slow = planning.new(cfg, 1000)
+    planning.choose_warmup(slow, cfg, first_step=10.0, remaining=100.0)
+    assert slow.warmup == planning.MEASURED
     # max_steps still caps a generous budget.
     short = planning.new(cfg.model_copy(update={"max_steps": 100}), 1000)
     planning.choose_warmup(short, cfg, first_step=0.1, remaining=300.0)
