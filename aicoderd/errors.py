@@ -1,7 +1,17 @@
-"""One exception tree; each class has a stable ``code`` that the API returns and the CLI maps
-to an exit status."""
+"""One exception tree: every error aicoderd raises on purpose. Each class has a stable ``code``
+that the API returns, the HTTP status the API answers with, and the exit status the CLI ends
+with (0 ok, 1 failed, 2 usage or invalid configuration, 3 skipped / not installed, 4 the daemon
+is not running); :func:`exit_status` maps a code the daemon sent back to the same exit status."""
 
 from __future__ import annotations
+
+from functools import cache
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2  # also: invalid configuration
+EXIT_SKIPPED = 3  # also: an optional part is not installed
+EXIT_DAEMON_DOWN = 4
 
 
 class AicoderError(Exception):
@@ -9,7 +19,7 @@ class AicoderError(Exception):
 
     code = "error"
     http_status = 500
-    exit_status = 1
+    exit_status = EXIT_FAILED
 
 
 class ConfigError(AicoderError):
@@ -17,11 +27,22 @@ class ConfigError(AicoderError):
 
     code = "config_invalid"
     http_status = 400
-    exit_status = 2
+    exit_status = EXIT_USAGE
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class BadRequest(AicoderError):
+    code = "bad_request"
+    http_status = 400
+    exit_status = EXIT_USAGE
+
+
+class NotFound(AicoderError):
+    code = "not_found"
+    http_status = 404
 
 
 class StoreError(AicoderError):
@@ -49,21 +70,40 @@ class JobError(AicoderError):
     http_status = 409
 
 
-class NotFound(AicoderError):
-    code = "not_found"
-    http_status = 404
+class JobSkipped(AicoderError):
+    """A job that had nothing to do; it ends ``skipped`` with this sentence."""
 
-
-class BadRequest(AicoderError):
-    code = "bad_request"
-    http_status = 400
+    code = "job_skipped"
+    exit_status = EXIT_SKIPPED
 
 
 class DaemonUnavailable(AicoderError):
     """The CLI could not reach the daemon's socket."""
 
     code = "daemon_unavailable"
-    exit_status = 4
+    http_status = 503
+    exit_status = EXIT_DAEMON_DOWN
+
+
+class ApiError(AicoderError):
+    """An error the daemon answered with: its code, message and HTTP status."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = status
+        self.exit_status = exit_status(code)
+
+
+class CommandError(AicoderError):
+    """An external program failed, timed out or is not installed."""
+
+    code = "command_failed"
+
+    def __init__(self, message: str, returncode: int | None, output: str) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.output = output
 
 
 class SourceError(AicoderError):
@@ -72,6 +112,10 @@ class SourceError(AicoderError):
 
 class CorpusError(AicoderError):
     code = "corpus_error"
+
+
+class BuildCancelled(CorpusError):
+    code = "corpus_build_cancelled"
 
 
 class TrainingError(AicoderError):
@@ -86,8 +130,46 @@ class OllamaError(AicoderError):
     code = "ollama_error"
 
 
-class JobSkipped(AicoderError):
-    """A job that had nothing to do; it ends ``skipped`` with this sentence."""
+class OllamaUnavailable(OllamaError):
+    """Nothing answers at the Ollama address."""
 
-    code = "job_skipped"
-    exit_status = 3
+    code = "ollama_unavailable"
+    http_status = 503
+
+
+class CreateIncomplete(OllamaError):
+    """The create stream ended without ``success`` or ``error``: the outcome is unknown."""
+
+    code = "ollama_create_incomplete"
+
+
+class CreateFailed(OllamaError):
+    """An ``error`` line in the create stream; ``statuses`` are the lines before it."""
+
+    code = "ollama_create_failed"
+
+    def __init__(self, message: str, statuses: list[str]) -> None:
+        super().__init__(message)
+        self.statuses = statuses
+
+
+class GGUFError(OllamaError):
+    """A file that is not a GGUF Ollama would take."""
+
+    code = "gguf_invalid"
+
+
+@cache
+def _codes() -> dict[str, int]:
+    found: dict[str, int] = {}
+    pending: list[type[AicoderError]] = [AicoderError]
+    while pending:
+        cls = pending.pop()
+        found.setdefault(cls.code, cls.exit_status)
+        pending += cls.__subclasses__()
+    return found
+
+
+def exit_status(code: str) -> int:
+    """The CLI's exit status for an error code (the daemon's answer carries only the code)."""
+    return _codes().get(code, EXIT_FAILED)

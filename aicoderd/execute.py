@@ -11,18 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd import log
-from aicoderd.errors import AicoderError
+from aicoderd.errors import CommandError
+
+__all__ = ["CommandError", "available", "run", "run_bytes"]
 
 logger = log.get(__name__)
-
-
-class CommandError(AicoderError):
-    code = "command_failed"
-
-    def __init__(self, message: str, returncode: int | None, output: str) -> None:
-        super().__init__(message)
-        self.returncode = returncode
-        self.output = output
 
 
 def available(program: str) -> bool:

@@ -39,12 +39,29 @@ def default_socket() -> Path:
     return runtime_dir() / f"{APP}.sock"
 
 
-def ensure_private_dir(path: Path) -> None:
-    """Create ``path`` with mode 0700 and refuse one owned by somebody else: anything under
-    /tmp can be pre-created by another user."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = path.lstat()
+def unsafe_dir(path: Path) -> str | None:
+    """Why an existing folder is no place for the socket (owned by somebody else, or others
+    may write in it: they could put their own socket in its place); None when it is safe."""
+    st = path.stat()
     if st.st_uid != os.getuid():
-        raise PermissionError(f"{path} is owned by uid {st.st_uid}, not by us ({os.getuid()})")
-    if st.st_mode & 0o077:
-        os.chmod(path, 0o700)
+        return f"{path} is owned by uid {st.st_uid}, not by you ({os.getuid()})"
+    if st.st_mode & 0o022:
+        return f"{path} is writable by others (mode {oct(st.st_mode & 0o7777)})"
+    return None
+
+
+def nearest_existing(path: Path) -> Path:
+    return next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+
+
+def ensure_private_dir(path: Path) -> None:
+    """The socket's folder: the folders that are missing are created 0700 (and only those are
+    ours to set); an existing one must be safe, and is never changed (anything under /tmp can be
+    pre-created by another user; a shared folder is not ours to tighten)."""
+    if not path.exists():
+        path.mkdir(mode=0o700, parents=True)
+        os.chmod(path, 0o700)  # whatever the umask
+        return
+    problem = unsafe_dir(path)
+    if problem is not None:
+        raise PermissionError(f"{problem}: give the socket a folder of its own")

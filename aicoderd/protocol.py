@@ -3,6 +3,8 @@ so the CLI can import it without pulling the daemon in."""
 
 from __future__ import annotations
 
+from aicoderd import errors
+
 API = "/v1"
 HOST = "aicoderd"  # the Host header on the socket; any name works
 
@@ -27,9 +29,9 @@ JOB_TRANSITIONS: dict[str, frozenset[str]] = {
     SKIPPED: frozenset(),
 }
 
-# CLI exit statuses (documented in the README).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2  # also: invalid configuration
-EXIT_SKIPPED = 3
-EXIT_DAEMON_DOWN = 4
+# CLI exit statuses (documented in the README); defined with the error tree.
+EXIT_OK = errors.EXIT_OK
+EXIT_FAILED = errors.EXIT_FAILED
+EXIT_USAGE = errors.EXIT_USAGE
+EXIT_SKIPPED = errors.EXIT_SKIPPED
+EXIT_DAEMON_DOWN = errors.EXIT_DAEMON_DOWN

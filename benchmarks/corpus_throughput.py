@@ -110,8 +110,8 @@ sys.exit(main())
 """
 
 
-def run_pinned(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str]:
-    """Run on CPU 0 only; (wall seconds, peak RSS in KiB, stdout)."""
+def run_pinned(args: list[str], env: dict[str, str], log: Path) -> tuple[float, int, str, float]:
+    """Run on CPU 0 only; (wall seconds, peak RSS in KiB, stdout, CPU seconds)."""
     started = time.perf_counter()
     with open(log, "wb") as err:
         proc = subprocess.Popen(
@@ -125,7 +125,7 @@ def run_pinned(args: list[str], env: dict[str, str], log: Path) -> tuple[float, 
     wall = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"build failed ({proc.returncode}):\n{log.read_text()[-3000:]}")
-    return wall, usage.ru_maxrss, out.decode()
+    return wall, usage.ru_maxrss, out.decode(), usage.ru_utime + usage.ru_stime
 
 
 def io_floor(directory: Path, out: Path) -> float:
@@ -177,7 +177,7 @@ def main() -> int:
             hwm = work / f"hwm-{size}"
             cmd = [sys.executable, "-c", _CHILD.format(hwm=str(hwm)), "corpus", "build", "--json",
                    "--input", str(inputs), "--out", str(out)]  # fmt: skip
-            wall, _, stdout = run_pinned(cmd, env, work / f"build-{size}.log")
+            wall, _, stdout, _ = run_pinned(cmd, env, work / f"build-{size}.log")
             rss = int(hwm.read_text())
             manifest = json.loads(stdout)
             rows.append((size, nbytes, wall, rss, floor, manifest))

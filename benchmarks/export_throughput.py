@@ -13,16 +13,24 @@ except for llama.cpp's script, whose ``ru_maxrss`` is used. The page cache is wa
 - ``copy``: ``shutil.copyfile`` of ``model.safetensors`` + ``fsync`` — the I/O floor;
 - ``f16`` / ``q8_0``: :func:`aicoderd.export.convert.export` (the built-in converter) in a
   child that has imported only the converter. Its own clock is split, by wrapping
-  ``vocab.read`` and through the progress hook, into reading the vocabulary (which imports
-  ``transformers``, and with it ``torch``; it is timed again once imported), the tensors
-  (header included) and the final sync/rename; VmRSS is sampled after the vocabulary and after
-  every tensor, so the peak splits into "before the tensors" and "while streaming them";
+  ``vocab.read`` and through the progress hook, into reading the vocabulary (``tokenizers``
+  alone for this model directory; timed again once imported), the tensors (header included)
+  and the final sync/rename; VmRSS is sampled after the vocabulary and after every tensor, so
+  the peak splits into "before the tensors" and "while streaming them";
+- ``reference``: the same converter once per type on the path it took before it was made
+  fast (the vocabulary through ``transformers.AutoTokenizer``, which imports torch, and every
+  tensor encoded on one thread). Its output must be byte-identical to the fast path's; where
+  it is not, the two files are compared with gguf's reader (metadata, then tensors) and the
+  run fails naming what differs;
 - ``llama.cpp``: when ``llama.cpp/convert_hf_to_gguf.py`` exists, that script
   (``--outtype f16``) on the same weights (hard-linked) with a SentencePiece ``tokenizer.model``
-  trained here (llama.cpp refuses a BPE tokenizer it has never seen); skipped with a line
-  otherwise. It is timed end to end only, so ours are shown end to end as well.
+  trained here (llama.cpp refuses a BPE tokenizer it has never seen; needs ``sentencepiece``,
+  not a project dependency); skipped with a line otherwise. It is timed end to end only, so
+  ours are shown end to end as well.
 
-Each is run ``--repeat`` times, alternating, best kept. Ratios are to the copy of the same run.
+Each is run ``--repeat`` times, alternating, best kept. Ratios are to the copy and to
+llama.cpp's converter of the same run; the last lines hold them against the targets (end to end
+at most 0.5x llama.cpp's, in process at most 3x the copy, peak RSS at most 170 MB).
 
 Blob upload: a file of ``--upload-mb`` MB (the F16 export repeated; 0: the F16 export itself),
 each server in its own process, each client in its own process, same 4 MiB chunks:
@@ -201,6 +209,10 @@ def part_copy(args: argparse.Namespace) -> dict[str, Any]:
 def part_export(args: argparse.Namespace) -> dict[str, Any]:
     from aicoderd.export import convert
 
+    if args.reference:  # the path before: vocabulary through transformers, one thread
+        plain_encoder = convert.quantize.Encoder
+        convert.vocab.backend = lambda model_dir, config: convert.vocab.as_loaded(model_dir)
+        convert.quantize.Encoder = lambda: plain_encoder(threads=1)  # type: ignore[misc]
     base_rss = _vm("VmRSS")
     modules = set(sys.modules)
     marks: dict[str, Any] = {}
@@ -241,6 +253,30 @@ def part_export(args: argparse.Namespace) -> dict[str, Any]:
         "imported_torch": "torch" in new,
         "imported_transformers": "transformers" in new,
     }
+
+
+def part_diff(args: argparse.Namespace) -> dict[str, Any]:
+    """What differs between two GGUFs: metadata fields, then tensors (name, type, shape, bytes)."""
+    import gguf
+    import numpy as np
+
+    a, b = gguf.GGUFReader(args.file), gguf.GGUFReader(args.out)
+
+    def fields(r: Any) -> dict[str, str]:
+        return {k: str(f.contents()) for k, f in r.fields.items() if not k.startswith("GGUF.")}
+
+    fa, fb = fields(a), fields(b)
+    meta = sorted(k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k))
+    tb = {t.name: t for t in b.tensors}
+    tensors = sorted(
+        t.name
+        for t in a.tensors
+        if t.name not in tb
+        or (t.tensor_type, list(t.shape)) != (tb[t.name].tensor_type, list(tb[t.name].shape))
+        or not np.array_equal(np.asarray(t.data), np.asarray(tb[t.name].data))
+    )
+    tensors += sorted(set(tb) - {t.name for t in a.tensors})
+    return {"metadata": meta, "tensors": tensors}
 
 
 def part_upload_ours(args: argparse.Namespace) -> dict[str, Any]:
@@ -354,6 +390,38 @@ def server(kind: str) -> Iterator[tuple[str, int]]:
 # -- the run -------------------------------------------------------------------------------------
 
 
+def same_bytes(a: Path, b: Path) -> bool:
+    """Compared chunk by chunk: this process stays small (see :func:`spawn`)."""
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while chunk := fa.read(CHUNK):
+            if chunk != fb.read(CHUNK):
+                return False
+    return True
+
+
+def identical(work: Path, logs: Path, model: Path) -> None:
+    """Each type once more on the reference path; its file against the fast path's."""
+    for t in ("f16", "q8_0"):
+        ours, ref = work / f"ours-{t}.gguf", work / f"reference-{t}.gguf"
+        cmd = me("export", "--model", str(model), "--out", str(ref), "--type", t, "--reference")
+        r = check("reference", spawn(cmd, logs / f"reference-{t}"), logs / f"reference-{t}")
+        mods = "transformers + torch" if r["imported_torch"] else "no torch"
+        print(
+            f"reference {t} (vocabulary through transformers, one thread; {mods}):"
+            f" {r['seconds']:.2f} s inside, {r['wall']:.2f} s end to end, peak RSS"
+            f" {r['hwm_mb']:.0f} MiB",
+            flush=True,
+        )
+        if same_bytes(ours, ref):
+            print(f"  {ours.name} and {ref.name}: byte-identical ({ours.stat().st_size:,} bytes)")
+            continue
+        cmd = me("diff", "--file", str(ours), "--out", str(ref))
+        diff = check("diff", spawn(cmd, logs / f"diff-{t}"), logs / f"diff-{t}")
+        raise SystemExit(f"{ours.name} differs from {ref.name}: {diff}")
+
+
 def largest_tensor(model_dir: Path) -> tuple[str, int]:
     from aicoderd.export import safetensors as st
 
@@ -419,6 +487,8 @@ def run(args: argparse.Namespace, work: Path) -> None:
             inside = f"{r['seconds']:.2f} s inside, " if "seconds" in r else ""
             print(f"  run {i + 1} {name}: {inside}{r['wall']:.2f} s end to end", flush=True)
 
+    print()
+    identical(work, logs, model)
     copy = best(runs["copy"], "seconds")
     print(f"\nexport, best of {args.repeat} (/copy: ratio to the copy's time on the same clock)")
     print(
@@ -473,8 +543,22 @@ def run(args: argparse.Namespace, work: Path) -> None:
             f" {r['hwm_mb']:.0f} = that + {transient:.0f} MiB for the tensors"
             f" ({of_big:.2f} x the largest tensor, {of_file:.2f} x the file)"
         )
+    targets(runs, copy)
 
     upload(args, work, logs)
+
+
+def targets(runs: dict[str, list[dict[str, Any]]], copy: dict[str, Any]) -> None:
+    """The figures the converter is held to, from this run's best times."""
+    llama = [r for r in runs.get("llama.cpp", []) if r["rc"] == 0]
+    print("\ntargets (best runs):")
+    for key in ("f16", "q8_0"):
+        r = best(runs[key], "seconds")
+        line = f"  {key}: in process {r['seconds'] / copy['seconds']:.2f} x the copy (<= 3);"
+        if llama:
+            ratio = r["wall"] / best(llama, "wall")["wall"]
+            line += f" end to end {ratio:.2f} x llama.cpp's converter (<= 0.5);"
+        print(f"{line} peak RSS {r['hwm_mb'] * 2**20 / MB:.0f} MB (<= 170)")
 
 
 def upload(args: argparse.Namespace, work: Path, logs: Path) -> None:
@@ -539,6 +623,7 @@ def main() -> None:
     p.add_argument("--model")
     p.add_argument("--out")
     p.add_argument("--type")
+    p.add_argument("--reference", action="store_true", help="export: the path before")
     p.add_argument("--url")
     p.add_argument("--file")
     p.add_argument("--digest")
@@ -555,6 +640,7 @@ def main() -> None:
             "spm": part_spm,
             "copy": part_copy,
             "export": part_export,
+            "diff": part_diff,
             "upload-ours": part_upload_ours,
             "upload-plain": part_upload_plain,
         }

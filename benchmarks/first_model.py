@@ -6,7 +6,7 @@ Corpus: ``--corpus-mb`` (1) of the standard library's ``.py`` files built with
 ``aicoder corpus build``; held-out: the next ``--heldout-kb`` (200) of files, none of them in the
 corpus, in the corpus stage's shape with these documents in the eval split. Each candidate is a
 child process running :func:`aicoderd.training.pretrain.pretrain` with the default training
-config, ``threads`` and ``max_wall_seconds``; then :func:`aicoderd.training.evaluate.evaluate`
+config, ``threads`` and ``max_wall_seconds``; then :func:`aicoderd.training.gate.evaluate`
 (what the gate computes) on the held-out text: loss per byte, comparable across tokenizers.
 Reported per candidate: steps and tokens trained, wall time, whether the schedule reached its
 floor, eval loss against the unigram baseline of the run's own eval split, held-out loss per byte
@@ -73,7 +73,7 @@ def make_corpora(root: Path, corpus_bytes: int, heldout_bytes: int) -> tuple[Pat
 
 def run_candidate(args: argparse.Namespace) -> dict[str, Any]:
     from aicoderd.config import TrainingConfig
-    from aicoderd.training.evaluate import evaluate
+    from aicoderd.training.gate import evaluate
     from aicoderd.training.pretrain import pretrain
 
     preset, _, extra = args.candidate.partition(":")

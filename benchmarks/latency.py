@@ -10,6 +10,10 @@
    Target: status p99 <= 20 ms during the burst.
    Baseline: GET /v1/jobs/1 (a 404, the cheapest route) on the same kind of keep-alive httpx
    connection, and the same requests on a raw socket without httpx.
+3. 200 parallel clients (two client processes of 100 asyncio connections each, keep-alive,
+   each alternating GET /v1/status and the 404 baseline with 10 ms pauses), for 5 s on an idle
+   daemon and then during another 5,000-file burst. Target: status p99 <= 50 ms during the
+   burst.
 
 Run: .venv/bin/python benchmarks/latency.py
 """
@@ -226,6 +230,116 @@ def burst_status(d: Daemon) -> None:
     print(f"    target status p99 <= {STATUS_P99_TARGET_MS:.0f} ms: {verdict(met)}")
 
 
+PARALLEL_CLIENTS = 200
+CLIENT_PROCESSES = 2
+PARALLEL_P99_TARGET_MS = 50.0
+
+
+async def _client(
+    path: str, stop_at: float, busy: Any, out: list[tuple[str, float, bool]], errors: list[str]
+) -> None:
+    """One keep-alive connection, requests back to back with a short pause; a connection the
+    daemon closes (or refuses) is counted and opened again."""
+    import asyncio
+
+    routes = ("/v1/status", "/v1/jobs/1")
+    i = 0
+    while time.monotonic() < stop_at:
+        try:
+            reader, writer = await asyncio.open_unix_connection(path)
+        except OSError as exc:
+            errors.append(f"connect: {exc}")
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            while time.monotonic() < stop_at:
+                route = routes[i % 2]
+                i += 1
+                t0 = time.perf_counter()
+                writer.write(f"GET {route} HTTP/1.1\r\nHost: aicoderd\r\n\r\n".encode())
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                if not head.startswith(b"HTTP/1.1 200") and route == "/v1/status":
+                    errors.append(head.split(b"\r\n")[0].decode())
+                out.append((route, time.perf_counter() - t0, bool(busy.is_set())))
+                await asyncio.sleep(BURST_GAP)
+        except (OSError, asyncio.IncompleteReadError, StopIteration) as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+        finally:
+            writer.close()
+
+
+def parallel_clients(path: str, clients: int, seconds: float, busy: Any, out: Any) -> None:
+    """One client process: ``clients`` connections at once for ``seconds``."""
+    import asyncio
+
+    samples: list[tuple[str, float, bool]] = []
+    errors: list[str] = []
+
+    async def run() -> None:
+        stop_at = time.monotonic() + seconds
+        await asyncio.gather(
+            *(_client(path, stop_at, busy, samples, errors) for _ in range(clients))
+        )
+
+    asyncio.run(run())
+    out.put((samples, errors))
+
+
+def parallel_status(d: Daemon, burst: bool) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    busy, out = ctx.Event(), ctx.Queue()
+    seconds = 5.0
+    if burst:
+        busy.set()
+        seconds = 120.0  # cut short below, once the burst is stored
+    procs = [
+        ctx.Process(
+            target=parallel_clients,
+            args=(str(d.socket), PARALLEL_CLIENTS // CLIENT_PROCESSES, seconds, busy, out),
+        )
+        for _ in range(CLIENT_PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    time.sleep(1.0)
+    wait = None
+    if burst:
+        batch = files(BURST_FILES, seed=11, prefix="parallel")
+        t0 = time.perf_counter()
+        drop_all(d.inbox, batch)
+        wait = wait_ingested(d, 2 * BURST_FILES, t0, stall=15.0, interval=0.2)
+        busy.clear()
+    samples: list[tuple[str, float, bool]] = []
+    errors: list[str] = []
+    for _ in procs:
+        got, failed = out.get(timeout=300)
+        samples += got
+        errors += failed
+    for proc in procs:
+        proc.join()
+    keep = [(r, lat) for r, lat, b in samples if b == burst]
+    status = [lat for r, lat in keep if r == "/v1/status"]
+    base = [lat for r, lat in keep if r != "/v1/status"]
+    what = "during a burst of 5,000 files" if burst else "idle"
+    print(f"  {PARALLEL_CLIENTS} clients at once, {what}:")
+    if wait is not None and wait.done:
+        print(f"    burst stored in {wait.elapsed:.1f} s")
+    report("GET /v1/status", status)
+    report("baseline GET /v1/jobs/1 404", base)
+    ratio("ratio status/baseline", status, base)
+    if errors:
+        print(f"    {len(errors)} connections failed or closed, e.g. {errors[0]}")
+    if burst:
+        met = percentile(status, 99) * 1000 <= PARALLEL_P99_TARGET_MS
+        print(f"    target status p99 <= {PARALLEL_P99_TARGET_MS:.0f} ms: {verdict(met)}")
+
+
 def main() -> None:
     print(f"latency on {os.cpu_count()} cores")
     print(f"1. drop-to-stored: {DROP_COUNT} files at {DROP_RATE:.0f}/s (temp name + rename)")
@@ -238,6 +352,9 @@ def main() -> None:
         burst_status(d)
         time.sleep(1.0)
         idle_status(d, f"{BURST_FILES} documents stored")
+        print(f"3. {PARALLEL_CLIENTS} parallel clients")
+        parallel_status(d, burst=False)
+        parallel_status(d, burst=True)
 
 
 if __name__ == "__main__":

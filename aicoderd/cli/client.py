@@ -10,16 +10,7 @@ from typing import Any
 import httpx
 
 from aicoderd import protocol
-from aicoderd.errors import AicoderError, DaemonUnavailable
-
-
-class ApiError(AicoderError):
-    """An error the daemon answered with; ``code`` is the daemon's code."""
-
-    def __init__(self, code: str, message: str, status: int) -> None:
-        super().__init__(message)
-        self.code = code
-        self.http_status = status
+from aicoderd.errors import ApiError, DaemonUnavailable
 
 
 class Client:
@@ -48,6 +39,16 @@ class Client:
         except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
             raise self._down(exc) from None
         return _decode(resp)
+
+    def raw(self, method: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """The response itself (a text body and its headers), an error answer raised."""
+        try:
+            resp = self._http.request(method, path, params=params)
+        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            raise self._down(exc) from None
+        if resp.status_code >= 400:
+            _decode(resp)
+        return resp
 
     def stream(self, path: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
         try:

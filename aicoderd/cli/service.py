@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from aicoderd import execute
-from aicoderd.execute import CommandError
+from aicoderd.errors import CommandError
 
 UNIT_NAME = "aicoderd.service"
 
@@ -35,7 +35,11 @@ RuntimeDirectory=aicoderd
 RuntimeDirectoryMode=0700
 Environment=PYTHONUNBUFFERED=1
 SyslogIdentifier=aicoderd
+# Training yields to the user: lower CPU and disk weight for the whole service (heavy job
+# children lower their own priority further: jobs.nice, jobs.idle_io).
 Nice=10
+CPUWeight=20
+IOWeight=20
 NoNewPrivileges=yes
 LockPersonality=yes
 RestrictRealtime=yes
@@ -62,19 +66,31 @@ def unit_path() -> Path:
     return Path(base) / "systemd" / "user" / UNIT_NAME
 
 
-def install(config: Path | None, start: bool = True) -> list[str]:
-    """Write the unit, reload systemd, enable and start it. Returns lines for the user."""
+def install(config: Path | None, start: bool = True) -> tuple[int, list[str]]:
+    """Write the unit, reload systemd, enable and start it: exit status and lines for the
+    user, each saying what was done or what failed."""
     path = unit_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(this_exec_start(config)))
     lines = [f"wrote {path}"]
     if not start:
-        return lines
-    execute.run(["systemctl", "--user", "daemon-reload"])
-    execute.run(["systemctl", "--user", "enable", "--now", UNIT_NAME])
+        return 0, lines
+    try:
+        execute.run(["systemctl", "--user", "daemon-reload"])
+        execute.run(["systemctl", "--user", "enable", "--now", UNIT_NAME])
+    except CommandError as exc:
+        return 1, [*lines, *_no_manager(exc, "enable and start it")]
     lines.append("enabled and started aicoderd.service")
-    lines += linger_advice()
-    return lines
+    return 0, lines + linger_advice()
+
+
+def _no_manager(exc: CommandError, what: str) -> list[str]:
+    return [
+        f"could not {what}: {exc}",
+        "the systemd user manager did not answer (no user session bus: log in through a"
+        " session, or run `loginctl enable-linger $USER`); meanwhile `aicoderd` runs the daemon"
+        " in the foreground",
+    ]
 
 
 def linger_advice() -> list[str]:
@@ -91,27 +107,33 @@ def linger_advice() -> list[str]:
     return []
 
 
-def uninstall() -> list[str]:
+def uninstall() -> tuple[int, list[str]]:
     path = unit_path()
-    lines = []
+    code, lines = 0, []
     try:
         execute.run(["systemctl", "--user", "disable", "--now", UNIT_NAME])
         lines.append("stopped and disabled aicoderd.service")
     except CommandError as exc:
-        lines.append(f"systemctl: {exc}")
+        code = 1
+        lines += _no_manager(exc, "stop and disable aicoderd.service")
     if path.exists():
         path.unlink()
         lines.append(f"removed {path}")
-        execute.run(["systemctl", "--user", "daemon-reload"], check=False)
-    return lines
+        if code == 0:
+            execute.run(["systemctl", "--user", "daemon-reload"], check=False)
+    else:
+        lines.append(f"{path} was not installed")
+    return code, lines
 
 
-def status() -> tuple[int, str]:
+def status() -> tuple[int, list[str]]:
     path = unit_path()
     if not path.exists():
-        return 3, f"not installed ({path} does not exist); run `aicoder service install`"
+        return 3, [f"not installed ({path} does not exist); run `aicoder service install`"]
     try:
         out = execute.run(["systemctl", "--user", "status", "--no-pager", UNIT_NAME], check=False)
     except CommandError as exc:
-        return 1, str(exc)
-    return 0, out
+        return 1, [f"installed at {path}", *_no_manager(exc, "ask its state")]
+    if "Failed to connect to bus" in out or "Failed to connect to user" in out:
+        return 1, [f"installed at {path}", f"could not ask its state: {out.strip()}"]
+    return 0, [out]

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from aicoderd import protocol
@@ -83,21 +81,3 @@ _COUNTS = ("added", "updated", "unchanged", "retired", "failed")
 
 def _when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
-
-
-def add_parsers(sub: Any, func: Callable[[argparse.Namespace], int]) -> None:
-    """``sources`` and ``fetch`` on the CLI's sub-command parser, both run by ``func``."""
-    src = sub.add_parser("sources", help="scheduled sources: last run, counts, next run")
-    fetch = sub.add_parser("fetch", help="fetch a source now (enabled or not)")
-    fetch.add_argument("name")
-    fetch.add_argument("--wait", action="store_true", help="wait until it ends (exit 1: failed)")
-    for p in (src, fetch):
-        p.add_argument("--json", dest="sources_json", action="store_true", help="print JSON")
-        p.set_defaults(func=func)
-
-
-def run(args: argparse.Namespace, client: Client) -> int:
-    as_json = bool(args.json or args.sources_json)
-    if args.command == "sources":
-        return cmd_sources(client, as_json)
-    return cmd_fetch(client, args.name, args.wait, as_json)

@@ -28,12 +28,12 @@ import numpy as np
 from aicoderd.config import CorpusConfig
 
 # Importing the step modules registers them.
-from aicoderd.corpus import dedup, extract, normalize, quality, secrets, split  # noqa: F401
+from aicoderd.corpus import dedup, markdown_step, normalize, quality, secrets, split  # noqa: F401
 from aicoderd.corpus.dataset import Row, RowWriter, count_rows, previous_rows
-from aicoderd.corpus.document import Doc
+from aicoderd.corpus.document import Doc, signature
 from aicoderd.corpus.inputs import InputDoc, Inputs, Refusal
-from aicoderd.corpus.ledger import Known, Ledger
 from aicoderd.corpus.minhash import EMPTY
+from aicoderd.corpus.secrets import redact_strings
 from aicoderd.corpus.snapshot import (
     CORPUS_TXT,
     DATASET,
@@ -44,21 +44,19 @@ from aicoderd.corpus.snapshot import (
     Layout,
 )
 from aicoderd.corpus.steps import PIPELINE, STEPS, Pipeline, StepContext
-from aicoderd.errors import CorpusError
+from aicoderd.errors import BuildCancelled, CorpusError
 from aicoderd.fsutil import atomic_write, fsync_dir
+from aicoderd.store.ledger import Known, Ledger
 
 # Bump when a step decides differently: the next build of every corpus is then a full one.
-PIPELINE_VERSION = 1
+# 2: the Kingfisher-based secret detector; URIs and sources are redacted too.
+PIPELINE_VERSION = 2
 # Config keys that change no decision (so changing them keeps the ledger).
 _NOT_DECISIONS = {"auto_build", "debounce_seconds", "keep_snapshots", "batch_bytes"}
 # A replayed document costs no text processing; it still counts toward a batch.
 _REPLAY_WEIGHT = 256
 
 Progress = Callable[..., None]
-
-
-class BuildCancelled(CorpusError):
-    code = "corpus_build_cancelled"
 
 
 def decision_config(config: CorpusConfig) -> dict[str, Any]:
@@ -219,7 +217,11 @@ class Builder:
     def _process(
         self, ledger: Ledger, plan: Iterable[_Work], known: dict[str, Known], merge: _Merge
     ) -> Counter[str]:
-        context = StepContext(lookup=ledger.fingerprint)
+        def lookup(order: int) -> tuple[str, Any]:
+            doc_id, blob = ledger.fingerprint(order)
+            return doc_id, signature(blob)
+
+        context = StepContext(lookup=lookup)
         steps = [STEPS[name](self.config, context) for name in PIPELINE]
         self.pipeline = Pipeline(steps)
         deduper = next(s for s in steps if isinstance(s, dedup.Dedup))
@@ -229,9 +231,9 @@ class Builder:
         for batch in self._batches(plan):
             if self.cancelled():
                 raise BuildCancelled("the corpus build was cancelled")
-            docs = [self._doc(w, ledger) for w in batch]
+            docs = self._redacted_provenance([self._doc(w, ledger) for w in batch])
             self.pipeline.run(docs)
-            ledger.record(docs)
+            ledger.record([d.ledger_row() for d in docs])
             for doc, w in zip(docs, batch, strict=True):
                 was_kept = w.item.doc_id in known and known[w.item.doc_id].kept
                 counts["processed" if w.fresh else "replayed"] += 1
@@ -266,8 +268,38 @@ class Builder:
             with self._timed("read"):
                 doc.text = item.text if item.text is not None else item.load()
         else:
-            doc.exact, doc.signature = ledger.stored_fingerprint(item.doc_id)
+            doc.exact, blob = ledger.stored_fingerprint(item.doc_id)
+            doc.signature = signature(blob)
         return doc
+
+    def _redacted_provenance(self, docs: list[Doc]) -> list[Doc]:
+        """Secrets in URIs and sources (a token in a file name) replaced before anything
+        records them: the ledger, the dataset, removed.jsonl."""
+        n = len(docs)
+        clean = self._redact([d.uri for d in docs] + [d.source for d in docs])
+        for doc, uri, source in zip(docs, clean[:n], clean[n:], strict=True):
+            doc.uri, doc.source = uri, source
+        return docs
+
+    def _redact(self, values: list[str]) -> list[str]:
+        if not self.config.redact_secrets:
+            return values
+        return redact_strings(values, self.config.secret_placeholder)
+
+    def _redacted_refusals(self, refusals: list[Refusal]) -> list[Refusal]:
+        clean = iter(self._redact([f for r in refusals for f in (r.source, r.uri, r.detail)]))
+        return [
+            dataclasses.replace(r, source=next(clean), uri=next(clean), detail=next(clean))
+            for r in refusals
+        ]
+
+    def _described_inputs(self) -> dict[str, object]:
+        """The inputs' description, its paths redacted like the URIs under them."""
+        described = self.inputs.describe()
+        paths = described.get("paths")
+        if isinstance(paths, list):
+            described["paths"] = self._redact([str(p) for p in paths])
+        return described
 
     # -- publishing --------------------------------------------------------------------------
 
@@ -290,7 +322,7 @@ class Builder:
         snapshot = f"{len(history) + 1:05d}-{writer.digest.hexdigest()[:12]}"
         refusals = self.inputs.refusals()
         with self._timed("write"):
-            _write_removed(tmp / REMOVED, ledger, refusals)
+            _write_removed(tmp / REMOVED, ledger, self._redacted_refusals(refusals))
         manifest = self._manifest(snapshot, writer, ledger, refusals, mode, counts, started)
         atomic_write(tmp / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())
         final = self.layout.snapshot_dir(snapshot)
@@ -332,7 +364,7 @@ class Builder:
             "redactions": dict(sorted(ledger.redaction_counts().items())),
             "separator": SEPARATOR,
             "files": {"corpus": CORPUS_TXT, "dataset": DATASET, "removed": REMOVED},
-            "inputs": self.inputs.describe(),
+            "inputs": self._described_inputs(),
             "build": {
                 "mode": mode,
                 **dict(sorted(counts.items())),

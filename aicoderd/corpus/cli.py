@@ -11,7 +11,8 @@ from typing import Any
 
 from aicoderd.config import Settings
 from aicoderd.corpus.build import Builder
-from aicoderd.corpus.inputs import FileInputs, extract_limits
+from aicoderd.corpus.inputs import FileInputs
+from aicoderd.sources.extract_limits import ExtractLimits
 
 
 def build(
@@ -25,7 +26,7 @@ def build(
             print(f"corpus: {fields.get('message', '')}{step}", file=sys.stderr, flush=True)
 
     return Builder(
-        FileInputs(inputs, extract_limits(settings.ingest)),
+        FileInputs(inputs, ExtractLimits.from_config(settings.ingest)),
         out,
         settings.corpus,
         full=full,

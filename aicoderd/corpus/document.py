@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
+
+from aicoderd.store.ledger import KEPT, REMOVED, LedgerRow
 
 
 @dataclass(frozen=True)
@@ -59,3 +62,31 @@ class Doc:
 
     def remove(self, reason: str, detail: str = "", dup_of: str | None = None) -> None:
         self.removal = Removal(reason, detail, dup_of)
+
+    def ledger_row(self) -> LedgerRow:
+        """This document's decision (and fingerprint, if it reached dedup) for the ledger."""
+        gone = self.removal
+        return LedgerRow(
+            doc_id=self.doc_id,
+            order=self.order,
+            source=self.source,
+            uri=self.uri,
+            kind=self.kind,
+            language=self.language,
+            status=KEPT if gone is None else REMOVED,
+            reason=None if gone is None else gone.reason,
+            detail=None if gone is None else gone.detail,
+            dup_of=None if gone is None else gone.dup_of,
+            split=self.split if gone is None else None,
+            size=None if self.text is None else len(self.data),
+            redactions=json.dumps(dict(sorted(self.redactions.items())))
+            if self.redactions
+            else None,
+            exact=self.exact,
+            sig=None if self.signature is None else self.signature.astype("<u4").tobytes(),
+        )
+
+
+def signature(blob: bytes | None) -> npt.NDArray[np.uint32] | None:
+    """A MinHash signature as the ledger stores it (little-endian uint32), decoded."""
+    return None if blob is None else np.frombuffer(blob, dtype="<u4").astype(np.uint32)

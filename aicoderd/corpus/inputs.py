@@ -11,19 +11,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from aicoderd.config import IngestConfig
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.sources.extract import Extracted, extract, read_file
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.folders import walk
 from aicoderd.sources.kinds import is_junk
-from aicoderd.store import DocumentFiles, Store
+from aicoderd.store import DocumentFiles
+from aicoderd.store.documents import Documents
 
 
 @dataclass(frozen=True)
@@ -62,36 +62,20 @@ class Inputs(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
-def extract_limits(ingest: IngestConfig) -> ExtractLimits:
-    return ExtractLimits(
-        max_file_bytes=int(ingest.max_file_bytes),
-        archive_max_members=ingest.archive_max_members,
-        archive_max_total_bytes=int(ingest.archive_max_total_bytes),
-        archive_max_ratio=ingest.archive_max_ratio,
-    )
-
-
 class StoreInputs:
     """The daemon's stored documents, in the order they were first stored."""
 
     mode = "store"
 
-    def __init__(self, store: Store, files: DocumentFiles) -> None:
-        self.store = store
+    def __init__(self, documents: Documents, files: DocumentFiles) -> None:
+        self.documents_table = documents
         self.files = files
         self._refused: list[Refusal] = []
         self._counts: dict[str, int] = {}
 
     def documents(self) -> Iterator[InputDoc]:
-        with self.store.read() as db:
-            rows = db.execute(
-                "SELECT id, sha256, source, uri, kind, language FROM documents"
-                " WHERE status='stored' ORDER BY id"
-            ).fetchall()
-            failed = db.execute(
-                "SELECT source, uri, failure_reason FROM documents WHERE status='failed'"
-                " ORDER BY id"
-            ).fetchall()
+        rows = self.documents_table.stored()
+        failed = self.documents_table.failed()
         self._counts = {"documents": len(rows), "max_id": rows[-1]["id"] if rows else 0}
         self._refused = [
             Refusal(r["source"], r["uri"], *_split_reason(r["failure_reason"] or "unknown"))
@@ -201,15 +185,4 @@ def _loader(path: Path, name: str, limits: ExtractLimits) -> Callable[[], str]:
 
 def _read(path: Path, limits: ExtractLimits) -> bytes:
     """A regular file's bytes; links and special files are refused as ingestion refuses them."""
-    st = os.lstat(path)
-    if stat.S_ISLNK(st.st_mode):
-        raise IngestRefused("symlink", "symbolic link: links are never followed")
-    if not stat.S_ISREG(st.st_mode):
-        raise IngestRefused("not_regular_file", "not a regular file (device, fifo or socket)")
-    if st.st_size > limits.max_file_bytes:
-        raise IngestRefused(
-            "too_large", f"file of {st.st_size} bytes is over the limit of {limits.max_file_bytes}"
-        )
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as fh:
-        return fh.read(limits.max_file_bytes + 1)
+    return read_file(path, os.lstat(path), limits)

@@ -19,74 +19,29 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from aicoderd import log
-from aicoderd import log as logsetup
-from aicoderd.daemon.ingest import Ingestor, Mode, Outcome, Target
-from aicoderd.sources.extract import ExtractLimits
+from aicoderd.daemon.folder_messages import (
+    FolderPlan,
+    Ingested,
+    IngestRequest,
+    Plan,
+    Progress,
+    Stop,
+    Target,
+)
+from aicoderd.daemon.ingest import Ingestor
 from aicoderd.sources.folders import Candidate, FolderWatch, Watcher, walk
 from aicoderd.sources.inotify import FsEvent
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.store import DocumentFiles, Store
+from aicoderd.store.writer import DocumentWriter
 
 logger = log.get(__name__)
 
 POLL_SECONDS = 2.0  # rescan interval without inotify: the walk is the only news
-
-
-# -- messages (pickled over one pipe) --------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FolderPlan:
-    path: Path
-    mode: Mode
-    recursive: bool
-    settle: float
-    source: str
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What to watch and how; a new generation replaces the folders and rescans."""
-
-    generation: int
-    folders: tuple[FolderPlan, ...]
-    extra_junk: tuple[str, ...]
-    batch_size: int
-    rescan_interval: float
-    stuck_after: float
-    limits: ExtractLimits
-
-
-@dataclass(frozen=True)
-class IngestRequest:
-    """Files handed over by ``aicoder ingest``: one batch, answered by :class:`Ingested`."""
-
-    id: int
-    targets: list[Target]
-    limits: ExtractLimits
-
-
-@dataclass(frozen=True)
-class Stop:
-    pass
-
-
-@dataclass(frozen=True)
-class Progress:
-    generation: int
-    watcher: str  # "inotify" | "polling"
-    pending: tuple[int, ...]  # per folder of the plan, in order
-    batches: int  # batches stored since the last report: their events are in the store
-
-
-@dataclass(frozen=True)
-class Ingested:
-    id: int
-    outcomes: list[Outcome] | None  # None: the batch failed (logged by the worker)
 
 
 # -- the worker ------------------------------------------------------------------------------
@@ -95,9 +50,15 @@ class Ingested:
 class FolderWorker:
     """Folder watching and ingestion on one thread; system calls inline (nothing else waits)."""
 
-    def __init__(self, ingestor: Ingestor, send: Callable[[object], None]):
+    def __init__(
+        self,
+        ingestor: Ingestor,
+        send: Callable[[object], None],
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.ingestor = ingestor
         self.send = send
+        self.clock = clock
         self.plan: Plan | None = None
         self.watches: list[FolderWatch] = []
         self.watcher: Watcher | None = None
@@ -110,7 +71,6 @@ class FolderWorker:
     def configure(self, plan: Plan) -> None:
         self.close()
         self.plan = plan
-        self.ingestor.limits = plan.limits
         self.queue.clear()  # queued files stay in their folder; the rescan finds them again
         self.watches = [
             FolderWatch(
@@ -120,6 +80,7 @@ class FolderWorker:
                 on_ready=functools.partial(self._enqueue, i),
                 extra_junk=plan.extra_junk,
                 stuck_after=plan.stuck_after,
+                clock=self.clock,
             )
             for i, f in enumerate(plan.folders)
         ]
@@ -127,7 +88,8 @@ class FolderWorker:
             if not f.path.is_dir():  # a mirror folder removed since the config was read
                 logger.error("folder.missing", path=str(f.path))
         self.watcher = Watcher(on_overflow=self._overflowed, extra_junk=plan.extra_junk)
-        self.watcher.start([(f.path, f.recursive) for f in plan.folders if f.path.is_dir()])
+        roots = [(f.path, f.recursive, f.mode == "consume") for f in plan.folders]
+        self.watcher.start([root for root in roots if root[0].is_dir()])
         self.rescan()
         self.report()
 
@@ -150,7 +112,7 @@ class FolderWorker:
         self._dispatch(self.watcher.drain())
         for watch in self.watches:
             watch.tick()
-        if self.rescan_now or time.monotonic() >= self.next_scan:
+        if self.rescan_now or self.clock() >= self.next_scan:
             self.rescan()
         if self.queue:
             self._ingest_batch()
@@ -175,6 +137,8 @@ class FolderWorker:
     def _overflowed(self) -> None:
         logger.warning("folder.events_lost", action="rescanning")
         self.rescan_now = True
+        for watch in self.watches:
+            watch.writers_unknown()
 
     def _dispatch(self, events: list[FsEvent]) -> None:
         assert self.plan is not None
@@ -186,9 +150,9 @@ class FolderWorker:
                 if event.is_dir:
                     self.rescan_now = True  # a directory moved in or out: the walk is the truth
                 elif event.deleted and folder.mode == "mirror":
-                    gone.setdefault(i, []).append(str(event.path))
+                    gone.setdefault(i, []).append(uri_path(str(event.path)))
                 else:
-                    watch.touch(event.path)
+                    watch.touch(event.path, event.writing)
         for i, uris in gone.items():
             self._retire(self.plan.folders[i], uris)
 
@@ -198,7 +162,7 @@ class FolderWorker:
         interval = self.plan.rescan_interval
         if self.watcher is None or self.watcher.kind == "polling":
             interval = min(interval, POLL_SECONDS)
-        self.next_scan = time.monotonic() + interval
+        self.next_scan = self.clock() + interval
         for folder, watch in zip(self.plan.folders, self.watches, strict=True):
             found = list(walk(folder.path, recursive=folder.recursive, extra_junk=watch.extra_junk))
             if folder.mode == "mirror":
@@ -207,18 +171,21 @@ class FolderWorker:
 
     def _mirror_diff(self, folder: FolderPlan, found: list[Candidate]) -> list[Candidate]:
         """Keep new and changed files; retire the places of files that are gone."""
-        known = self.ingestor.store.file_locations(folder.source)
-        seen = {str(c.path) for c in found}
+        known = self.ingestor.store.documents.file_locations(folder.source)
+        uris = [uri_path(str(c.path)) for c in found]
+        seen = set(uris)
         gone = [uri for uri in known if uri not in seen]
         if gone:
             self._retire(folder, gone)
-        return [c for c in found if known.get(str(c.path)) != (c.size, c.mtime_ns)]
+        return [
+            c for c, uri in zip(found, uris, strict=True) if known.get(uri) != (c.size, c.mtime_ns)
+        ]
 
     def _retire(self, folder: FolderPlan, uris: list[str]) -> None:
-        n = self.ingestor.store.retire_locations(folder.source, uris)
+        n = self.ingestor.store.documents.retire_locations(folder.source, uris)
         if n:
             logger.info("mirror.retired", folder=str(folder.path), files=n)
-            self.ingestor.store.add_event(
+            self.ingestor.store.events.add(
                 "documents.retired", {"folder": str(folder.path), "files": n}
             )
             self.batches += 1  # the daemon wakes its event followers
@@ -237,7 +204,7 @@ class FolderWorker:
             Target(folders[i].source, folders[i].mode, folders[i].path, c.path) for i, c in items
         ]
         try:
-            self.ingestor.run(targets)
+            self.ingestor.run(targets, self.plan.limits)
             self.batches += 1
         except Exception:
             logger.exception("ingest.batch_failed", files=len(targets))
@@ -246,15 +213,11 @@ class FolderWorker:
                 self.watches[i].done(cand.path)
 
     def ingest(self, request: IngestRequest) -> Ingested:
-        self.ingestor.limits = request.limits
         try:
-            outcomes = self.ingestor.run(request.targets)
+            outcomes = self.ingestor.run(request.targets, request.limits)
         except Exception:
             logger.exception("ingest.batch_failed", files=len(request.targets))
             return Ingested(request.id, None)
-        finally:
-            if self.plan is not None:
-                self.ingestor.limits = self.plan.limits
         self.batches += 1
         return Ingested(request.id, outcomes)
 
@@ -272,9 +235,12 @@ def serve(conn: Connection, state_db: Path, documents_dir: Path, level: str, fmt
     """The worker process's main loop; returns on :class:`Stop` or when the daemon is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    logsetup.configure(level, fmt)
-    limits = ExtractLimits(1, 1, 1, 2.0)  # replaced by the plan
-    ingestor = Ingestor(Store(state_db), DocumentFiles(documents_dir), limits)
+    log.configure(level, fmt)
+    files = DocumentFiles(documents_dir)
+    swept = files.sweep_temporary()  # what a killed writer left half-written
+    if swept:
+        logger.info("documents.temporary_removed", files=swept)
+    ingestor = Ingestor(DocumentWriter(Store(state_db), files))
     worker = FolderWorker(ingestor, conn.send)
     try:
         while _handle_messages(conn, worker):

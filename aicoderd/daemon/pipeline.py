@@ -17,24 +17,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aicoderd import log, protocol
-from aicoderd.config import Settings
+from aicoderd import log
+from aicoderd.config import PRESET_NAMES, Settings
 from aicoderd.corpus import snapshot
-from aicoderd.daemon import policy
-from aicoderd.daemon.jobs import JobQueue
+from aicoderd.corpus.job_kinds import BUILD, CorpusBuilt
+from aicoderd.daemon import policy, schemas
+from aicoderd.daemon.job_kinds import REGISTRY
+from aicoderd.daemon.runner import JobQueue
 from aicoderd.errors import CorpusError
+from aicoderd.export import inference
 from aicoderd.store import Store
 from aicoderd.training import report, versions
+from aicoderd.training.job_kinds import FINETUNE, Trained
 
 logger = log.get(__name__)
 
-CORPUS_JOB = policy.CORPUS_JOB
 State = tuple[int, int]  # (stored documents, newest stored id)
 
 
@@ -54,6 +59,7 @@ class CorpusTrigger:
         self._seen: State | None = None
         self._changed_at = 0.0
         self._queued_for: State | None = None
+        self._view = schemas.PipelineStage(state="waiting", waiting_for="the first look")
 
     def poke(self) -> None:
         """Documents may have changed (an ingest batch ended): look now."""
@@ -69,27 +75,48 @@ class CorpusTrigger:
             self._poked.clear()
             if config.auto_build:
                 await asyncio.to_thread(self._check, config.debounce_seconds)
+            else:
+                self._view = schemas.PipelineStage(
+                    state="disabled", waiting_for="corpus.auto_build is false"
+                )
+
+    def view(self) -> schemas.PipelineStage:
+        """What the corpus build waits for, with a countdown while ingestion settles."""
+        view = self._view
+        if view.in_s is not None:
+            due = self._changed_at + self.settings().corpus.debounce_seconds
+            view = view.model_copy(update={"in_s": round(max(0.0, due - time.monotonic()), 1)})
+        return view
 
     def _check(self, debounce: float) -> None:
         state = self._documents_state()
         now = time.monotonic()
         if state != self._seen:
             self._seen, self._changed_at = state, now
-        if state == self._queued_for or now - self._changed_at < debounce:
+        building = self.store.jobs.active((BUILD.name,))
+        if state == self._queued_for:
+            self._view = _building(building) or schemas.PipelineStage(
+                state="waiting", waiting_for="new or removed documents"
+            )
             return
-        if self._building():
+        if now - self._changed_at < debounce:
+            self._view = schemas.PipelineStage(
+                state="waiting",
+                waiting_for=f"ingestion to be quiet for {debounce:g} s",
+                in_s=round(self._changed_at + debounce - now, 1),
+            )
+            return
+        if building:
+            self._view = _building(building) or self._view
             return  # it may predate the change: look again once it ends
-        job = self.jobs.submit(CORPUS_JOB)
+        job = self.jobs.submit(BUILD.name)
         self._queued_for = state
+        self._view = schemas.PipelineStage(state="queued", job_id=job["id"])
         logger.info("corpus.build_queued", job_id=job["id"], documents=state[0])
         self.wake()
 
     def _documents_state(self) -> State:
-        with self.store.read() as db:
-            row = db.execute(
-                "SELECT COUNT(*), COALESCE(MAX(id), 0) FROM documents WHERE status='stored'"
-            ).fetchone()
-        return int(row[0]), int(row[1])
+        return self.store.documents.stored_state()
 
     def _built_state(self) -> State:
         """What the current snapshot was built from; no snapshot counts as built from nothing,
@@ -100,15 +127,15 @@ class CorpusTrigger:
             return (0, 0)
         return int(inputs.get("documents", 0)), int(inputs.get("max_id", 0))
 
-    def _building(self) -> bool:
-        active = (protocol.QUEUED, protocol.RUNNING)
-        return any(j["kind"] == CORPUS_JOB for s in active for j in self.jobs.find(s, limit=1000))
+
+def _building(jobs: list[dict[str, Any]]) -> schemas.PipelineStage | None:
+    if not jobs:
+        return None
+    return schemas.PipelineStage(state=jobs[0]["state"], job_id=jobs[0]["id"])
 
 
-ACTIVE = (protocol.QUEUED, protocol.RUNNING)
-FINISHED = tuple(sorted(protocol.FINAL_STATES))
 LINEAGE_MAX = 50  # finetunes of finetunes followed back to the pretrained model
-LINEAGE_KEYS = ("kind", "base", "corpus_snapshot")  # of a model's metrics.json
+LINEAGE_KEYS = ("kind", "base", "corpus_snapshot", "preset")  # of a model's metrics.json
 
 
 class ModelPipeline:
@@ -127,7 +154,7 @@ class ModelPipeline:
         self.jobs = jobs
         self.settings = settings
         self.wake = wake  # starts the job runner on a queued job
-        self.view: dict[str, Any] | None = None  # the last look, for GET /v1/status
+        self.view: schemas.PipelineStatus | None = None  # the last look, for GET /v1/status
         self._said: dict[str, str | None] = {}  # what each stage last logged it waits for
         self._tokens: dict[str, int | None] = {}  # snapshot id → tokens_estimate (immutable)
         self._metrics: dict[Path, dict[str, Any]] = {}  # model dir → metrics.json (immutable)
@@ -153,25 +180,31 @@ class ModelPipeline:
             job = self.jobs.submit(sub.kind, sub.params)
             queued[sub.kind] = int(job["id"])
             logger.info("pipeline.queued", kind=sub.kind, job_id=job["id"], reason=sub.reason)
-            self.store.add_event(
+            self.store.events.add(
                 "pipeline.queued", {"kind": sub.kind, "reason": sub.reason}, job["id"]
             )
         for name, stage in plan.stages.items():
             if self._said.get(name, "") != stage.waiting_for and stage.waiting_for is not None:
                 logger.info("pipeline.waiting", stage=name, waiting_for=stage.waiting_for)
             self._said[name] = stage.waiting_for
-        self.view = {
-            "current_model": facts.model,
-            "checked": time.time(),
-            **{
-                name: {
-                    "state": stage.state,
-                    "waiting_for": stage.waiting_for,
-                    "job_id": queued.get(name, stage.job_id),
-                }
-                for name, stage in plan.stages.items()
-            },
+        current = versions.current(settings.models_dir)
+        plot = current / "loss.png" if current is not None else None
+        stages = {
+            name: schemas.PipelineStage(
+                state=stage.state,
+                waiting_for=stage.waiting_for,
+                job_id=queued.get(name, stage.job_id),
+            )
+            for name, stage in plan.stages.items()
         }
+        self.view = schemas.PipelineStatus.model_validate(
+            {
+                "current_model": facts.model,
+                "loss_plot": str(plot) if plot is not None and plot.exists() else None,
+                "checked": time.time(),
+                **stages,
+            }
+        )
         return plan
 
     # -- facts -------------------------------------------------------------------------------
@@ -186,16 +219,24 @@ class ModelPipeline:
         if model_snapshot is not None:
             known = tokens if model_snapshot == snap else None
             model_tokens = known if known is not None else self._snapshot_tokens(s, model_snapshot)
-        active, last = self._jobs()
+        active, last, newest = self._jobs()
+        model_preset = root.get("preset")
         return policy.Facts(
             snapshot=snap,
             tokens=tokens,
             model=current.name if current is not None else None,
             model_snapshot=model_snapshot,
             model_tokens=model_tokens,
+            model_preset=model_preset,
+            target_preset=s.training.preset,
+            upgrade=_smaller(model_preset, s.training.preset),
+            idle=_idle(s.pipeline.idle_load),
+            parity_checker=_parity_checker(),
+            now=time.time(),
             new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
             active=active,
             last=last,
+            newest=newest,
         )
 
     def _corpus(self, corpus_dir: Path) -> tuple[str | None, int]:
@@ -216,13 +257,8 @@ class ModelPipeline:
         """A past snapshot's size: from its build job's result (kept in state.db when the
         snapshot itself is cleaned away), else from its manifest if still on disk."""
         if snap not in self._tokens:
-            with self.store.read() as db:
-                row = db.execute(
-                    "SELECT json_extract(result, '$.tokens_estimate') FROM jobs WHERE kind=?"
-                    " AND state=? AND json_extract(result, '$.snapshot')=? ORDER BY id DESC",
-                    (CORPUS_JOB, protocol.SUCCEEDED, snap),
-                ).fetchone()
-            found = row[0] if row is not None else None
+            built = BUILD.parse(self.store.jobs.newest_result(BUILD.name, "snapshot", snap))
+            found = built.tokens_estimate if isinstance(built, CorpusBuilt) else None
             if found is None:
                 path = snapshot.Layout(s.corpus_dir).snapshot_dir(snap) / snapshot.MANIFEST
                 with contextlib.suppress(OSError, ValueError):
@@ -248,51 +284,58 @@ class ModelPipeline:
         """Valid records received since the newest finished finetune that started from (or
         made) a model of the current lineage; all records when there is none."""
         since = 0.0
-        with self.store.read() as db:
-            rows = db.execute(
-                "SELECT started, created, params, result FROM jobs WHERE kind='finetune' AND state"
-                f" IN ({','.join('?' * len(FINISHED))}) ORDER BY id DESC LIMIT 200",
-                FINISHED,
-            ).fetchall()
-            for r in rows:
-                base = json.loads(r["params"] or "{}").get("base")
-                made = json.loads(r["result"] or "{}").get("version")
-                if (base and Path(str(base)).name in lineage) or made in lineage:
-                    since = float(r["started"] or r["created"])
-                    break
-            row = db.execute("SELECT COUNT(*) FROM feedback WHERE received > ?", (since,))
-            return int(row.fetchone()[0])
+        for job in self.store.jobs.finished(FINETUNE.name):
+            base = job["params"].get("base")
+            made = FINETUNE.parse(job["result"])
+            version = made.version if isinstance(made, Trained) else None
+            if (base and Path(str(base)).name in lineage) or version in lineage:
+                since = float(job["started"] or job["created"])
+                break
+        return self.store.feedback.count_since(since)
 
-    def _jobs(self) -> tuple[dict[str, policy.Job], dict[str, policy.Job]]:
+    def _jobs(
+        self,
+    ) -> tuple[dict[str, policy.Job], dict[str, policy.Job], dict[str, policy.Job]]:
         """The queued or running job of each kind the policy cares about, and the newest job
         the pipeline queued of each stage kind."""
-        kinds = (*policy.STAGES, CORPUS_JOB)
-        marks = ",".join("?" * len(kinds))
-        stages = ",".join("?" * len(policy.STAGES))
-        with self.store.read() as db:
-            active_rows = db.execute(
-                f"SELECT * FROM jobs WHERE state IN (?,?) AND kind IN ({marks}) ORDER BY id",
-                (*ACTIVE, *kinds),
-            ).fetchall()
-            last_rows = db.execute(
-                "SELECT * FROM jobs WHERE id IN (SELECT MAX(id) FROM jobs WHERE kind IN"
-                f" ({stages}) AND json_extract(params, '$.{policy.PIPELINE}') IS NOT NULL"
-                " GROUP BY kind)",
-                policy.STAGES,
-            ).fetchall()
+        kinds = (*policy.STAGES, BUILD.name)
         active: dict[str, policy.Job] = {}
-        for r in active_rows:
-            active.setdefault(r["kind"], _job(r))  # the oldest: the one that runs first
-        return active, {r["kind"]: _job(r) for r in last_rows}
+        for row in self.store.jobs.active(kinds):
+            active.setdefault(row["kind"], _job(row))  # the oldest: the one that runs first
+        last = self.store.jobs.newest_marked(policy.STAGES, policy.PIPELINE)
+        newest = self.store.jobs.newest(policy.STAGES)
+        return (
+            active,
+            {row["kind"]: _job(row) for row in last},
+            {row["kind"]: _job(row) for row in newest},
+        )
 
 
-def _job(r: Any) -> policy.Job:
-    result = json.loads(r["result"]) if r["result"] else None
+def _job(row: dict[str, Any]) -> policy.Job:
+    kind = REGISTRY.get(row["kind"])
     return policy.Job(
-        id=int(r["id"]),
-        kind=str(r["kind"]),
-        state=str(r["state"]),
-        params=json.loads(r["params"] or "{}"),
-        result=result if isinstance(result, dict) else None,
-        error=r["error"],
+        id=int(row["id"]),
+        kind=str(row["kind"]),
+        state=str(row["state"]),
+        params=row["params"] or {},
+        result=kind.parse(row["result"]) if kind is not None else None,
+        error=row["error"],
+        finished=row["finished"],
     )
+
+
+def _smaller(preset: str | None, target: str) -> bool:
+    """Whether a model of ``preset`` is smaller than the ``target`` preset (unknown: no)."""
+    order = list(PRESET_NAMES)
+    return preset in order and target in order and order.index(preset) < order.index(target)
+
+
+def _idle(per_core: float) -> bool:
+    """The 1-minute load average per core is below ``per_core``."""
+    return os.getloadavg()[0] / (os.cpu_count() or 1) < per_core
+
+
+def _parity_checker() -> bool:
+    """llama.cpp's binding can be imported now (it may have been installed since the start)."""
+    importlib.invalidate_caches()
+    return inference.available()

@@ -15,29 +15,32 @@ import asyncio
 import random
 from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
-from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
-
-from aicoderd import log, protocol
+from aicoderd import log
 from aicoderd.config import Settings, interval_seconds
-from aicoderd.daemon.jobs import JobQueue
+from aicoderd.daemon import schemas
+from aicoderd.daemon.runner import JobQueue
 from aicoderd.errors import JobError, NotFound
-from aicoderd.sources.base import AnySource, last_runs
+from aicoderd.sources.base import AnySource
+from aicoderd.sources.job_kinds import FETCH
+from aicoderd.store import Store
+
+if TYPE_CHECKING:  # APScheduler loads with the first source (an installation without any
+    # network source never pays for it)
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
+    from apscheduler.triggers.base import BaseTrigger
+    from apscheduler.triggers.cron import CronTrigger
 
 logger = log.get(__name__)
 
-KIND = "source.fetch"
 CATCH_UP_MAX_DELAY = 60.0  # an overdue source fires within min(jitter_seconds, this) of start
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
 class SourceScheduler:
-    def __init__(self, jobs: JobQueue, wake: Callable[[], None]) -> None:
+    def __init__(self, store: Store, jobs: JobQueue, wake: Callable[[], None]) -> None:
+        self.store = store
         self.jobs = jobs
         self.wake = wake
         self.settings: Settings | None = None
@@ -47,18 +50,26 @@ class SourceScheduler:
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self, settings: Settings) -> None:
-        self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
-        self._scheduler.start()
         self.configure(settings)
+
+    def _started(self) -> AsyncIOScheduler:
+        if self._scheduler is None:
+            from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+            self._scheduler = AsyncIOScheduler(event_loop=asyncio.get_running_loop())
+            self._scheduler.start()
+        return self._scheduler
 
     def configure(self, settings: Settings) -> None:
         """(Re)build the triggers; sources whose config did not change keep theirs."""
         self.settings = settings
         wanted = {s.name: s for s in settings.sources if s.enabled}
+        if wanted:
+            self._started()
         for name in list(self._configured):
             if name not in wanted or wanted[name].model_dump_json() != self._configured[name]:
                 self._remove(name)
-        runs = last_runs(self.jobs.store)
+        runs = self.store.sources.last_runs()
         for name, source in wanted.items():
             if name not in self._configured:
                 self._add(source, runs.get(name))
@@ -71,6 +82,9 @@ class SourceScheduler:
     # -- triggers ----------------------------------------------------------------------------
 
     def _add(self, source: AnySource, last: dict[str, Any] | None) -> None:
+        from apscheduler.triggers.date import DateTrigger
+        from apscheduler.triggers.interval import IntervalTrigger
+
         assert self._scheduler is not None
         tz = self._scheduler.timezone
         now = datetime.now(tz)
@@ -138,24 +152,23 @@ class SourceScheduler:
         active = self.active_jobs().get(name)
         if active is not None:
             raise JobError(f"source {name} already has job {active['id']} {active['state']}")
-        job = self.jobs.submit(KIND, {"source": name, "force": force, "trigger": trigger})
+        job = self.jobs.submit(FETCH.name, {"source": name, "force": force, "trigger": trigger})
         self.wake()
         return job
 
     def active_jobs(self) -> dict[str, dict[str, Any]]:
         """Source name → its queued or running fetch job."""
         out: dict[str, dict[str, Any]] = {}
-        for state in (protocol.QUEUED, protocol.RUNNING):
-            for job in self.jobs.find(state, limit=100_000):
-                if job["kind"] == KIND and job["params"]:
-                    out.setdefault(str(job["params"].get("source")), job)
+        for job in self.store.jobs.active((FETCH.name,)):
+            if job["params"]:
+                out.setdefault(str(job["params"].get("source")), job)
         return out
 
     def read(self) -> dict[str, Any]:
         """What status needs from SQLite (call it in a worker thread)."""
-        return {"runs": last_runs(self.jobs.store), "active": self.active_jobs()}
+        return {"runs": self.store.sources.last_runs(), "active": self.active_jobs()}
 
-    def status(self, stored: dict[str, Any]) -> list[dict[str, Any]]:
+    def status(self, stored: dict[str, Any]) -> list[schemas.SourceStatus]:
         """Per-source status from :meth:`read`'s result plus the scheduler's next runs."""
         if self.settings is None:
             return []
@@ -164,19 +177,21 @@ class SourceScheduler:
             run = stored["runs"].get(source.name) or {}
             job = stored["active"].get(source.name)
             out.append(
-                {
-                    "name": source.name,
-                    "type": source.type,
-                    "enabled": source.enabled,
-                    "schedule": source.schedule,
-                    "last_run": run.get("finished"),
-                    "outcome": run.get("outcome"),
-                    **{k: run.get(k, 0) for k in _COUNTS},
-                    "last_error": run.get("error"),
-                    "next_run": self.next_run(source.name) if source.enabled else None,
-                    "running_job": job["id"] if job else None,
-                    "job_state": job["state"] if job else None,
-                }
+                schemas.SourceStatus(
+                    **{
+                        "name": source.name,
+                        "type": source.type,
+                        "enabled": source.enabled,
+                        "schedule": source.schedule,
+                        "last_run": run.get("finished"),
+                        "outcome": run.get("outcome"),
+                        **{k: run.get(k, 0) for k in _COUNTS},
+                        "last_error": run.get("error"),
+                        "next_run": self.next_run(source.name) if source.enabled else None,
+                        "running_job": job["id"] if job else None,
+                        "job_state": job["state"] if job else None,
+                    }
+                )
             )
         return out
 
@@ -187,6 +202,8 @@ _COUNTS = ("added", "updated", "unchanged", "retired", "failed")
 def cron_trigger(expr: str, tz: tzinfo, jitter: int | None) -> CronTrigger:
     """A five-field crontab line with crontab's weekdays (0 or 7 = Sunday); APScheduler 3's
     own ``from_crontab`` counts them from Monday."""
+    from apscheduler.triggers.cron import CronTrigger
+
     minute, hour, day, month, day_of_week = expr.split()
     return CronTrigger(
         minute=minute,

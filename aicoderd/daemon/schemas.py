@@ -8,7 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A response shape: exactly these keys (the status contract test holds the daemon to
+    it); the few shapes with open-ended keys say so."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorDetail(_Model):
@@ -31,6 +34,9 @@ class DocumentCounts(_Model):
 class FeedbackCounts(_Model):
     valid: int
     invalid: int
+    by_source: dict[str, int] = Field(
+        default_factory=dict, description="valid records by source: file, continue, tabby"
+    )
 
 
 class RunningJob(_Model):
@@ -53,6 +59,8 @@ class FolderStatus(_Model):
 
 class CorpusStatus(_Model):
     snapshot: str | None = Field(description="the current snapshot's id; null before the first")
+    created: str | None = Field(default=None, description="when it was built")
+    error: str | None = Field(default=None, description="why the manifest could not be read")
     documents: int
     bytes: int
     tokens_estimate: int
@@ -62,12 +70,21 @@ class CorpusStatus(_Model):
 
 class PipelineStage(_Model):
     state: str = Field(description="disabled | waiting | queued | running")
-    waiting_for: str | None = Field(description="what must happen before the stage runs")
-    job_id: int | None = Field(description="the stage's queued or running job")
+    waiting_for: str | None = Field(
+        default=None, description="what must happen before the stage runs"
+    )
+    job_id: int | None = Field(default=None, description="the stage's queued or running job")
+    in_s: float | None = Field(
+        default=None, description="seconds until the stage acts, when that is known"
+    )
 
 
 class PipelineStatus(_Model):
     current_model: str | None = Field(description="the promoted model version (models/current)")
+    loss_plot: str | None = Field(default=None, description="the current model's loss.png")
+    corpus: PipelineStage | None = Field(
+        default=None, description="the corpus build: waits for ingestion to be quiet"
+    )
     checked: float = Field(description="when the pipeline last looked (Unix time)")
     train: PipelineStage
     finetune: PipelineStage
@@ -91,6 +108,7 @@ class SourceStatus(_Model):
     last_error: str | None
     next_run: float | None = Field(description="the next scheduled fire (Unix time)")
     running_job: int | None = Field(description="the source's queued or running fetch job")
+    job_state: str | None = Field(default=None, description="that job's state")
 
 
 class SourceList(_Model):
@@ -158,6 +176,8 @@ class JobSubmit(BaseModel):
 
 
 class Event(_Model):
+    model_config = ConfigDict(extra="allow")  # each event type has fields of its own
+
     seq: int
     time: float
     type: str

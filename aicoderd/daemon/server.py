@@ -14,22 +14,54 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from pydantic import BaseModel, ValidationError
 
-from aicoderd import __version__, log, paths, protocol
+from aicoderd import __version__, log, paths
 from aicoderd.daemon import schemas
 from aicoderd.errors import AicoderError, BadRequest
 
-if TYPE_CHECKING:
-    from aicoderd.daemon.main import Daemon
-
 logger = log.get(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class DaemonApi(Protocol):
+    """What the API needs from the daemon, and nothing more."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    async def status(self) -> schemas.Status: ...
+
+    async def status_body(self) -> bytes: ...
+
+    def documents(
+        self, status: str | None, source: str | None, limit: int, after: int
+    ) -> list[dict[str, Any]]: ...
+
+    def events_since(self, seq: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def wait_for_event(self, timeout: float) -> None: ...
+
+    def submit_job(self, kind: str, params: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def cancel_job(self, job_id: int) -> dict[str, Any]: ...
+
+    def job_log(self, job_id: int, offset: int) -> tuple[bytes, int]: ...
+
+    def sources(self) -> list[dict[str, Any]]: ...
+
+    def fetch_source(self, name: str) -> dict[str, Any]: ...
+
+    async def ingest_paths(self, paths: list[Path]) -> list[dict[str, Any]]: ...
+
+    async def reload(self) -> list[str]: ...
+
+    def find_jobs(self, state: str | None, limit: int) -> list[dict[str, Any]]: ...
+
+    def get_job(self, job_id: int) -> dict[str, Any]: ...
 
 
 def peer_uid(request: web.Request) -> int | None:
@@ -72,7 +104,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 class Route:
     method: str
     path: str
-    handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+    handler: Callable[[DaemonApi, web.Request], Awaitable[web.StreamResponse]]
     summary: str
     response: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
@@ -80,75 +112,116 @@ class Route:
     text: bool = False
 
 
+MAX_INT = 2**63 - 1  # SQLite's integers: anything larger is not an id, an offset or a count
+MAX_DEPTH = 32  # nesting of a request body (job params are small objects)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def _json_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """The body as ``model``: strict JSON (no NaN or Infinity), nested at most MAX_DEPTH deep."""
+    text = await request.text()
     try:
-        raw = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadRequest("the request body must be JSON") from None
+        raw = json.loads(text, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the request body must be JSON ({exc})") from None
+    except RecursionError:
+        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels") from None
+    if _depth(raw) > MAX_DEPTH:
+        raise BadRequest(f"the request body is nested deeper than {MAX_DEPTH} levels")
     return model.model_validate(raw)
+
+
+def _depth(value: Any) -> int:
+    """How deep ``value`` nests, without recursion (a hostile body must not exhaust the stack)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        pending += [(child, level + 1) for child in children]
+    return deepest
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"{what} must be an integer") from None
+    if not 0 <= value <= MAX_INT:
+        raise BadRequest(f"{what} must be between 0 and {MAX_INT}")
+    return value
 
 
 def _int(request: web.Request, name: str, default: int) -> int:
     value = request.query.get(name)
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise BadRequest(f"query parameter {name} must be an integer") from None
+    return default if value is None else _integer(value, f"query parameter {name}")
 
 
-async def get_status(d: Daemon, request: web.Request) -> web.Response:
-    return web.json_response(await d.status())
+async def get_status(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.Response(body=await d.status_body(), content_type="application/json")
 
 
-async def get_documents(d: Daemon, request: web.Request) -> web.Response:
+async def get_documents(d: DaemonApi, request: web.Request) -> web.Response:
     limit = max(1, min(_int(request, "limit", 100), 1000))
-    docs = d.store.list_documents(
-        status=request.query.get("status"),
-        source=request.query.get("source"),
-        limit=limit,
-        after_id=_int(request, "after", 0),
+    docs = await asyncio.to_thread(
+        d.documents,
+        request.query.get("status"),
+        request.query.get("source"),
+        limit,
+        _int(request, "after", 0),
     )
     nxt = docs[-1]["id"] if len(docs) == limit else None
     return web.json_response({"documents": docs, "next_after": nxt})
 
 
-async def get_jobs(d: Daemon, request: web.Request) -> web.Response:
-    jobs = d.jobs.find(request.query.get("state"), limit=_int(request, "limit", 100))
+async def get_jobs(d: DaemonApi, request: web.Request) -> web.Response:
+    jobs = await asyncio.to_thread(
+        d.find_jobs, request.query.get("state"), min(_int(request, "limit", 100), 1000)
+    )
     return web.json_response({"jobs": jobs})
 
 
-async def get_job(d: Daemon, request: web.Request) -> web.Response:
-    return web.json_response(d.jobs.get(_path_id(request)))
+async def get_job_log(d: DaemonApi, request: web.Request) -> web.Response:
+    data, size = await asyncio.to_thread(d.job_log, _path_id(request), _int(request, "offset", 0))
+    return web.Response(
+        body=data,
+        headers={"Content-Type": "text/plain; charset=utf-8", "X-Log-Size": str(size)},
+    )
 
 
-async def post_job(d: Daemon, request: web.Request) -> web.Response:
+async def get_job(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.json_response(d.get_job(_path_id(request)))
+
+
+async def post_job(d: DaemonApi, request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.JobSubmit)
-    job = d.jobs.submit(body.kind, body.params)
-    d.runner.wake()
+    job = d.submit_job(body.kind, body.params)
     return web.json_response(job, status=201)
 
 
-async def delete_job(d: Daemon, request: web.Request) -> web.Response:
-    job = await d.runner.cancel(_path_id(request), d.settings.jobs.cancel_grace_seconds)
+async def delete_job(d: DaemonApi, request: web.Request) -> web.Response:
+    job = await d.cancel_job(_path_id(request))
     return web.json_response(job)
 
 
 def _path_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise BadRequest("job id must be an integer") from None
+    return _integer(request.match_info["id"], "job id")
 
 
-async def get_events(d: Daemon, request: web.Request) -> web.StreamResponse:
+async def get_events(d: DaemonApi, request: web.Request) -> web.StreamResponse:
     since = _int(request, "since", 0)
     follow = request.query.get("follow", "0") not in ("0", "false", "")
     resp = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await resp.prepare(request)
     while True:
-        batch = await asyncio.to_thread(d.store.events_since, since, 1000)
+        batch = await asyncio.to_thread(d.events_since, since, 1000)
         for event in batch:
             await resp.write(json.dumps(event).encode() + b"\n")
             since = event["seq"]
@@ -161,70 +234,40 @@ async def get_events(d: Daemon, request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def post_ingest(d: Daemon, request: web.Request) -> web.Response:
+async def post_ingest(d: DaemonApi, request: web.Request) -> web.Response:
     body = await _json_body(request, schemas.IngestRequest)
     outcomes = await d.ingest_paths([Path(p) for p in body.paths])
     return web.json_response({"outcomes": outcomes})
 
 
-async def post_reload(d: Daemon, request: web.Request) -> web.Response:
+async def post_reload(d: DaemonApi, request: web.Request) -> web.Response:
     problems = await d.reload()
     return web.json_response(
         {"reloaded": not problems, "problems": problems}, status=200 if not problems else 400
     )
 
 
-async def get_metrics(d: Daemon, request: web.Request) -> web.Response:
-    status = await d.status()
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StatusCollector(status))
+async def get_metrics(d: DaemonApi, request: web.Request) -> web.Response:
+    from aicoderd.daemon import metrics  # prometheus_client: loaded when first scraped
+
+    status = (await d.status()).model_dump(mode="json")
     return web.Response(
-        body=generate_latest(registry),
+        body=metrics.exposition(status),
         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"},
     )
 
 
-async def get_sources(d: Daemon, request: web.Request) -> web.Response:
-    stored = await asyncio.to_thread(d.scheduler.read)
-    return web.json_response({"sources": d.scheduler.status(stored)})
+async def get_sources(d: DaemonApi, request: web.Request) -> web.Response:
+    return web.json_response({"sources": await asyncio.to_thread(d.sources)})
 
 
-async def post_source_fetch(d: Daemon, request: web.Request) -> web.Response:
-    job = d.scheduler.submit(request.match_info["name"], force=True)
+async def post_source_fetch(d: DaemonApi, request: web.Request) -> web.Response:
+    job = d.fetch_source(request.match_info["name"])
     return web.json_response(job, status=201)
 
 
-async def get_openapi(d: Daemon, request: web.Request) -> web.Response:
+async def get_openapi(d: DaemonApi, request: web.Request) -> web.Response:
     return web.json_response(openapi())
-
-
-class _StatusCollector:
-    def __init__(self, status: dict[str, Any]) -> None:
-        self.status = status
-
-    def collect(self) -> Any:
-        s = self.status
-        yield GaugeMetricFamily("aicoderd_uptime_seconds", "Seconds since start", s["uptime_s"])
-        docs = GaugeMetricFamily("aicoderd_documents", "Documents by status", labels=["status"])
-        for key in ("total", "failed", "retired", "pending"):
-            docs.add_metric([key if key != "total" else "stored"], s["documents"][key])
-        yield docs
-        src = GaugeMetricFamily(
-            "aicoderd_documents_by_source", "Stored documents by source", labels=["source"]
-        )
-        for name, n in s["documents"]["by_source"].items():
-            src.add_metric([name], n)
-        yield src
-        fb = CounterMetricFamily(
-            "aicoderd_feedback_records", "Feedback lines read", labels=["validity"]
-        )
-        fb.add_metric(["valid"], s["feedback"]["valid"])
-        fb.add_metric(["invalid"], s["feedback"]["invalid"])
-        yield fb
-        jobs = GaugeMetricFamily("aicoderd_jobs", "Jobs by state", labels=["state"])
-        for state in protocol.JOB_STATES:
-            jobs.add_metric([state], s["jobs"]["by_state"].get(state, 0))
-        yield jobs
 
 
 ROUTES = [
@@ -239,6 +282,13 @@ ROUTES = [
     Route("GET", "/v1/jobs", get_jobs, "Jobs, newest first (state, limit)", schemas.JobList),
     Route("POST", "/v1/jobs", post_job, "Queue a job", schemas.Job, schemas.JobSubmit),
     Route("GET", "/v1/jobs/{id}", get_job, "One job", schemas.Job),
+    Route(
+        "GET",
+        "/v1/jobs/{id}/log",
+        get_job_log,
+        "What the job's process logged, from byte offset (offset=N); X-Log-Size says how far",
+        text=True,
+    ),
     Route(
         "DELETE", "/v1/jobs/{id}", delete_job, "Cancel a job (SIGTERM, then SIGKILL)", schemas.Job
     ),
@@ -330,7 +380,7 @@ def openapi() -> dict[str, Any]:
     }
 
 
-def build_app(daemon: Daemon) -> web.Application:
+def build_app(daemon: DaemonApi) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=16 * 2**20)
     for r in ROUTES:
         app.router.add_route(r.method, r.path, _bind(daemon, r.handler))
@@ -338,7 +388,7 @@ def build_app(daemon: Daemon) -> web.Application:
 
 
 def _bind(
-    daemon: Daemon, handler: Callable[[Daemon, web.Request], Awaitable[web.StreamResponse]]
+    daemon: DaemonApi, handler: Callable[[DaemonApi, web.Request], Awaitable[web.StreamResponse]]
 ) -> Handler:
     async def bound(request: web.Request) -> web.StreamResponse:
         return await handler(daemon, request)
@@ -370,3 +420,54 @@ def bind_socket(path: Path) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+class CappedSite(web.BaseSite):
+    """The API on our own socket, with a cap on connections: one more than the cap is answered
+    503 and closed at once, so a client that opens thousands cannot starve the others."""
+
+    def __init__(self, runner: web.AppRunner, sock: socket.socket, cap: int) -> None:
+        super().__init__(runner, shutdown_timeout=2.0)
+        self._sock = sock
+        self._cap = cap
+
+    @property
+    def name(self) -> str:
+        return f"unix:{self._sock.getsockname()}"
+
+    async def start(self) -> None:
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        loop = asyncio.get_running_loop()
+        # Accepted together, new connections register with the server only on the loop's next
+        # turn: count those too (a moment at most) so that a burst of connects is capped.
+        fresh: list[tuple[asyncio.BaseProtocol, float]] = []
+
+        def protocol() -> asyncio.BaseProtocol:
+            nonlocal fresh
+            now = loop.time()
+            fresh = [
+                (p, t) for p, t in fresh if getattr(p, "transport", None) is None and now - t < 1.0
+            ]
+            if len(server.connections) + len(fresh) >= self._cap:
+                return _Refuse()
+            handler = server()
+            fresh.append((handler, now))
+            return handler
+
+        self._server = await loop.create_unix_server(protocol, sock=self._sock)
+
+
+class _Refuse(asyncio.Protocol):
+    BODY = json.dumps(
+        {"error": {"code": "too_many_connections", "message": "too many connections; retry"}}
+    ).encode()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.write(
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(self.BODY), self.BODY)
+        )
+        transport.close()

@@ -1,7 +1,12 @@
 """One export, start to finish: convert (built-in, or llama.cpp's), quantize (in process,
 llama-quantize, or left to Ollama), and the parity check. The CLI and the daemon's ``export``
-job both call :func:`build`. A GGUF that fails the check is renamed ``*.rejected`` and the
-export fails, so nothing downstream can deploy it.
+job both call :func:`build`.
+
+What a reader finds beside ``OUT.gguf`` is honest: with the check, the file is written under a
+temporary name and becomes ``OUT.gguf`` only once it passed (its report ``OUT.gguf.verify.json``
+written first); one that fails becomes ``OUT.gguf.rejected``; an interrupted run leaves no
+``*.gguf``. A new build first removes the report and rejected copy of an older ``OUT.gguf``,
+which describe another file.
 """
 
 from __future__ import annotations
@@ -9,15 +14,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
-from aicoderd.export import convert, llamacpp, quantize
+from aicoderd.export import convert, inference, llamacpp, quantize
 from aicoderd.export.verify import Limits
 from aicoderd.fsutil import atomic_write
+from aicoderd.gguf_types import Method, OutputType
+
+if TYPE_CHECKING:
+    from aicoderd.config import Settings
 
 
 @dataclass
@@ -29,9 +38,24 @@ class BuildOptions:
     llama_cpp_dir: Path | None = None
     meta: convert.Metadata = field(default_factory=convert.Metadata)
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BuildOptions:
+        e = settings.export
+        limits = Limits(e.lossless_kl, e.quantized_kl, e.quantized_top1, dict(e.per_type))
+        return cls(e.type, e.verify, limits, llama_cpp_dir=e.llama_cpp_dir)
+
 
 def report_path(gguf: Path) -> Path:
     return gguf.with_name(gguf.name + C.VERIFY_SUFFIX)
+
+
+def rejected_path(gguf: Path) -> Path:
+    return gguf.with_name(gguf.name + C.REJECTED_SUFFIX)
+
+
+def scratch_path(out: Path, what: str) -> Path:
+    """A temporary file beside ``out``: hidden, and never named ``*.gguf``."""
+    return out.with_name(f".{out.name}.{os.getpid()}.{what}{C.SCRATCH_SUFFIX}")
 
 
 def build(
@@ -39,53 +63,74 @@ def build(
 ) -> dict[str, Any]:
     """Export ``model_dir`` to ``out``; returns a JSON-able summary."""
     target = quantize.output_type(opts.out_type)
-    result: dict[str, Any] = {"gguf": str(out), "type": target.name, "method": target.method.value}
+    if opts.verify and not inference.available():
+        raise ExportError(inference.INSTALL_HINT)
+    for stale in (out, report_path(out), rejected_path(out)):
+        stale.unlink(missing_ok=True)
+    staging = scratch_path(out, "unverified") if opts.verify else out
+    try:
+        result = _produce(model_dir, staging, target, opts, progress)
+        result |= {"gguf": str(out), "path": str(out)}
+        if opts.verify:
+            checked = result.get("verified_type", target.name)
+            result["verify"] = settle(staging, out, parity(staging, model_dir, checked, opts))
+    finally:
+        if staging != out:
+            staging.unlink(missing_ok=True)
+    return result
+
+
+def _produce(
+    model_dir: Path,
+    dst: Path,
+    target: OutputType,
+    opts: BuildOptions,
+    progress: convert.Progress | None,
+) -> dict[str, Any]:
+    result: dict[str, Any] = {"type": target.name, "method": target.method.value}
     if opts.converter == "llamacpp":
         if opts.llama_cpp_dir is None:
             raise ExportError("--converter llamacpp needs a llama.cpp checkout (llama.cpp/)")
-        llamacpp.convert(opts.llama_cpp_dir, model_dir, out, target.name)
-        result["converter"] = "llamacpp"
-    elif target.method is C.Method.IN_PROCESS:
+        llamacpp.convert(opts.llama_cpp_dir, model_dir, dst, target.name)
+        return result | {"converter": "llamacpp", "bytes": dst.stat().st_size}
+    if target.method is Method.IN_PROCESS:
         if not quantize.can_quantize(target.ggml):
             raise ExportError(f"this gguf package cannot quantize {target.name} in Python")
-        result |= _summary(convert.export(model_dir, out, target.name, opts.meta, progress))
-    else:
-        result |= _kquant(model_dir, out, target, opts, progress)
-    if opts.verify:
-        result["verify"] = check(out, model_dir, result.get("verified_type", target.name), opts)
-    return result
+        return result | _summary(convert.export(model_dir, dst, target.name, opts.meta, progress))
+    return result | _kquant(model_dir, dst, target, opts, progress)
 
 
 def _summary(r: convert.ExportResult) -> dict[str, Any]:
     d = asdict(r)
-    d["path"] = str(r.path)
     d.pop("type")
+    d.pop("path")
     return d
 
 
 def _kquant(
     model_dir: Path,
-    out: Path,
-    target: C.OutputType,
+    dst: Path,
+    target: OutputType,
     opts: BuildOptions,
     progress: convert.Progress | None,
 ) -> dict[str, Any]:
     binary = llamacpp.quantize_binary(opts.llama_cpp_dir)
     if binary is not None:
-        f16 = out.with_name(f".{out.name}.f16.{os.getpid()}.gguf")
+        f16 = scratch_path(dst, "f16")
         try:
             base = convert.export(model_dir, f16, "f16", opts.meta, progress)
             if opts.verify:  # the conversion itself must be right before it is quantized
-                check(f16, model_dir, "f16", opts, keep_report=False)
-            llamacpp.quantize(binary, f16, out, target.name)
+                report = parity(f16, model_dir, "f16", opts)
+                if not report["passed"]:
+                    raise ExportError(f"the F16 conversion failed its parity check: {_why(report)}")
+            llamacpp.quantize(binary, f16, dst, target.name)
         finally:
-            with contextlib.suppress(OSError):
-                f16.unlink()
-        return _summary(base) | {"path": str(out), "bytes": out.stat().st_size, "via": str(binary)}
+            f16.unlink(missing_ok=True)
+        return _summary(base) | {"bytes": dst.stat().st_size, "via": str(binary)}
     if target.ollama:
-        meta = convert.Metadata(**{**asdict(opts.meta), "extra": dict(opts.meta.extra)})
+        meta = replace(opts.meta, extra=dict(opts.meta.extra))
         meta.extra[C.KEY_OLLAMA_QUANTIZE.removeprefix(C.KEY_PREFIX)] = target.ollama
-        summary = _summary(convert.export(model_dir, out, "f16", meta, progress))
+        summary = _summary(convert.export(model_dir, dst, "f16", meta, progress))
         return summary | {
             "via": "ollama",
             "ollama_quantize": target.ollama,
@@ -100,23 +145,29 @@ def _kquant(
     )
 
 
-def check(
-    gguf: Path, model_dir: Path, out_type: str, opts: BuildOptions, keep_report: bool = True
-) -> dict[str, Any]:
-    """The parity check; a failure renames the GGUF aside and raises."""
+def parity(gguf: Path, model_dir: Path, out_type: str, opts: BuildOptions) -> dict[str, Any]:
+    """The parity report of ``gguf`` against ``model_dir`` (torch loads only here)."""
     from aicoderd.export.verify import verify
 
-    report = verify(gguf, model_dir, out_type, opts.limits).to_dict()
-    if keep_report:
-        atomic_write(report_path(gguf), (json.dumps(report, indent=2) + "\n").encode())
-    if not report["passed"]:
-        rejected = gguf.with_name(gguf.name + C.REJECTED_SUFFIX)
-        os.replace(gguf, rejected)
-        raise ExportError(
-            f"parity check failed for {gguf.name} ({'; '.join(report['problems'])});"
-            f" kept as {rejected.name}, not deployable"
-        )
-    return report
+    return verify(gguf, model_dir, out_type, opts.limits).to_dict()
+
+
+def settle(staging: Path, out: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """Put the checked file in its place: ``out`` with its report, or ``out.rejected``."""
+    report = report | {"gguf": str(out)}
+    atomic_write(report_path(out), (json.dumps(report, indent=2) + "\n").encode())
+    if report["passed"]:
+        os.replace(staging, out)
+        return report
+    os.replace(staging, rejected_path(out))
+    raise ExportError(
+        f"parity check failed for {out.name} ({_why(report)});"
+        f" kept as {rejected_path(out).name}, not deployable"
+    )
+
+
+def _why(report: dict[str, Any]) -> str:
+    return "; ".join(report["problems"])
 
 
 def verified(gguf: Path) -> bool | None:
@@ -126,3 +177,10 @@ def verified(gguf: Path) -> bool | None:
     except (OSError, ValueError):
         return None
     return bool(report.get("passed"))
+
+
+def remove_scratch(folder: Path) -> None:
+    """Temporary files a killed export left in ``folder`` (call only when none is running)."""
+    for path in folder.glob(f".*{C.SCRATCH_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            path.unlink()

@@ -6,37 +6,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from aicoderd import protocol
 from aicoderd.config import Settings
 from aicoderd.export import convert
 from aicoderd.export.build import BuildOptions, build
-from aicoderd.export.verify import Limits
-
-
-def limits(settings: Settings) -> Limits:
-    e = settings.export
-    return Limits(e.lossless_kl, e.quantized_kl, e.quantized_top1, dict(e.per_type))
-
-
-def llama_cpp_dir(settings: Settings) -> Path | None:
-    """The configured checkout, else ``./llama.cpp`` when it holds more than its README."""
-    if settings.export.llama_cpp_dir:
-        return settings.export.llama_cpp_dir.expanduser()
-    local = Path("llama.cpp")
-    return (
-        local if (local / "build").is_dir() or (local / "convert_hf_to_gguf.py").exists() else None
-    )
 
 
 def export(args: argparse.Namespace, settings: Settings) -> int:
-    opts = BuildOptions(
+    opts = replace(
+        BuildOptions.from_settings(settings),
         out_type=args.type or settings.export.type,
         verify=args.verify,
-        limits=limits(settings),
         converter=args.converter,
-        llama_cpp_dir=llama_cpp_dir(settings),
         meta=convert.Metadata(name=args.model_name, version=args.model_version),
     )
 
@@ -59,4 +43,6 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
             f"parity with PyTorch: passed — KL mean {v['kl_mean']:.2e}, max {v['kl_max']:.2e},"
             f" top-1 agreement {v['top1_agreement']:.3f} over {v['positions']} positions"
         )
+    else:
+        print("not verified: `aicoder deploy` refuses it without --force (export with --verify)")
     return protocol.EXIT_OK

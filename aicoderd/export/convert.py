@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +28,49 @@ from aicoderd.export import constants as C
 from aicoderd.export import quantize, vocab
 from aicoderd.export import safetensors as st
 from aicoderd.fsutil import fsync_dir
+from aicoderd.gguf_types import Method, OutputType
 from aicoderd.training import prompt
 
 Progress = Callable[[int, int, str], None]
+_LENGTH = struct.Struct("<Q")
+_INT32 = range(-(2**31), 2**31)
+
+
+class _Writer(gguf.GGUFWriter):
+    """gguf's writer, packing the vocabulary's long string and int32 arrays in one pass
+    instead of value by value (~0.1 s of CPU for 16 K tokens and merges). Same bytes: the
+    converter's tests compare with gguf's own packing; anything else goes to gguf."""
+
+    def _pack_val(
+        self,
+        val: Any,
+        vtype: gguf.GGUFValueType,
+        add_vtype: bool,
+        sub_type: gguf.GGUFValueType | None = None,
+    ) -> bytes:
+        packed = None
+        if vtype == gguf.GGUFValueType.ARRAY and self.endianess == gguf.GGUFEndian.LITTLE:
+            packed = _pack_list(val, sub_type)
+        if packed is None:
+            return bytes(super()._pack_val(val, vtype, add_vtype, sub_type))
+        return (struct.pack("<I", vtype) if add_vtype else b"") + packed
+
+
+def _pack_list(val: Any, sub_type: gguf.GGUFValueType | None) -> bytes | None:
+    """A non-empty list of str or of int32 as GGUF array bytes; None for anything else."""
+    if not isinstance(val, list) or not val:
+        return None
+    if all(type(v) is str for v in val):
+        kind = gguf.GGUFValueType.STRING
+        body = b"".join([_LENGTH.pack(len(b)) + b for b in (v.encode() for v in val)])
+    elif all(type(v) is int and v in _INT32 for v in val):
+        kind = gguf.GGUFValueType.INT32
+        body = np.asarray(val, dtype="<i4").tobytes()
+    else:
+        return None
+    if sub_type not in (None, kind):
+        return None
+    return struct.pack("<IQ", kind, len(val)) + body
 
 
 @dataclass
@@ -83,7 +124,7 @@ def read_metrics(model_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def plan(arch: archs.Architecture, refs: list[st.TensorRef], out: C.OutputType) -> list[Planned]:
+def plan(arch: archs.Architecture, refs: list[st.TensorRef], out: OutputType) -> list[Planned]:
     planned = []
     for ref in refs:
         name = arch.tensor_name(ref.name)
@@ -109,16 +150,16 @@ def export(
     """Convert the HF model in ``model_dir`` to ``out_path`` (an in-process output type)."""
     started = time.monotonic()
     target = quantize.output_type(out_type)
-    if target.method is not C.Method.IN_PROCESS or not quantize.can_quantize(target.ggml):
-        raise ExportError(f"{out_type} cannot be made in process; see aicoderd.export.kquant")
+    if target.method is not Method.IN_PROCESS or not quantize.can_quantize(target.ggml):
+        raise ExportError(f"{out_type} is not made in process (llama-quantize or Ollama makes it)")
     config = read_config(model_dir)
     arch = archs.for_config(config)
     voc = vocab.read(model_dir, arch.vocab_size, config)
     tensors = plan(arch, st.tensors(model_dir), target)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}{C.SCRATCH_SUFFIX}")
     try:
-        writer = gguf.GGUFWriter(tmp, arch.arch_name)
+        writer = _Writer(tmp, arch.arch_name)
         _write_metadata(writer, arch, voc, target, model_dir, meta or Metadata(), config)
         for t in tensors:
             shape = quantize.byte_shape(t.shape, t.ggml)
@@ -132,16 +173,7 @@ def export(
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
-        for i, t in enumerate(tensors):
-            if t.ref is None:
-                assert t.data is not None  # computed tensors carry their data
-                data = t.data
-            else:
-                data = arch.transform(t.ref.name, st.load(t.ref))
-            writer.write_tensor_data(quantize.encode(data, t.ggml))
-            del data
-            if progress:
-                progress(i + 1, len(tensors), t.gguf_name)
+        _write_tensors(writer, arch, tensors, progress)
         _close(writer)
         os.replace(tmp, out_path)
         fsync_dir(out_path.parent)
@@ -164,6 +196,25 @@ def export(
     )
 
 
+def _write_tensors(
+    writer: gguf.GGUFWriter,
+    arch: archs.Architecture,
+    tensors: list[Planned],
+    progress: Progress | None,
+) -> None:
+    with quantize.Encoder() as encoder:
+        for i, t in enumerate(tensors):
+            if t.ref is None:
+                assert t.data is not None  # computed tensors carry their data
+                data = t.data
+            else:
+                data = arch.transform(t.ref.name, st.load(t.ref))
+            writer.write_tensor_data(encoder.encode(data, t.ggml))
+            del data
+            if progress:
+                progress(i + 1, len(tensors), t.gguf_name)
+
+
 def _close(writer: gguf.GGUFWriter) -> None:
     for fout in writer.fout or []:
         fout.flush()
@@ -175,7 +226,7 @@ def _write_metadata(
     w: gguf.GGUFWriter,
     arch: archs.Architecture,
     voc: vocab.Vocab,
-    target: C.OutputType,
+    target: OutputType,
     model_dir: Path,
     meta: Metadata,
     config: dict[str, Any],

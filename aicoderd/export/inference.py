@@ -18,8 +18,8 @@ from typing import Any
 from aicoderd.errors import ExportError
 
 INSTALL_HINT = (
-    "llama-cpp-python is not installed: `make install` in a source checkout installs it,"
-    " `pip install 'aicoderd[verify]'` elsewhere"
+    "llama-cpp-python is not installed, and the parity check loads the GGUF in llama.cpp"
+    " through it: `pip install 'aicoderd[verify]'` (in a source checkout: `make install`)"
 )
 
 
@@ -27,7 +27,10 @@ def available() -> bool:
     """Whether llama-cpp-python can be imported (without importing it)."""
     import importlib.util
 
-    return importlib.util.find_spec("llama_cpp") is not None
+    try:
+        return importlib.util.find_spec("llama_cpp") is not None
+    except (ImportError, ValueError):  # a broken or blocked installation
+        return False
 
 
 def load(

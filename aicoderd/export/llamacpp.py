@@ -13,16 +13,6 @@ from aicoderd import execute
 from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
 
-# llama-quantize's names for our k-quant output types.
-QUANTIZE_NAMES = {
-    "q4_k_m": "Q4_K_M",
-    "q4_k_s": "Q4_K_S",
-    "q5_k_m": "Q5_K_M",
-    "q5_k_s": "Q5_K_S",
-    "q6_k": "Q6_K",
-    "q3_k_m": "Q3_K_M",
-    "q2_k": "Q2_K",
-}
 CONVERT_OUTTYPES = ("f32", "f16", "bf16", "q8_0", "tq1_0", "tq2_0")
 _PRE_UNKNOWN = ("pre-tokenizer was not recognized", "NotImplementedError: BPE pre-tokenizer")
 
@@ -35,10 +25,11 @@ def quantize_binary(root: Path | None) -> Path | None:
 
 
 def quantize(binary: Path, src: Path, dst: Path, out_type: str, timeout: float = 3600) -> None:
-    """``llama-quantize SRC DST TYPE``, written to a temp name and renamed."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    """``llama-quantize SRC DST TYPE`` (its type names are ours in upper case), written to a
+    temp name and renamed."""
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}{C.SCRATCH_SUFFIX}")
     try:
-        execute.run([str(binary), str(src), str(tmp), QUANTIZE_NAMES[out_type]], timeout=timeout)
+        execute.run([str(binary), str(src), str(tmp), out_type.upper()], timeout=timeout)
         os.replace(tmp, dst)
     except execute.CommandError as exc:
         raise ExportError(f"llama-quantize failed: {exc.output[-2000:] or exc}") from exc
@@ -55,7 +46,7 @@ def convert(root: Path, model_dir: Path, dst: Path, out_type: str, timeout: floa
         raise ExportError(f"--converter llamacpp needs a llama.cpp checkout: no {script}")
     if out_type not in CONVERT_OUTTYPES:
         raise ExportError(f"llama.cpp's converter writes {', '.join(CONVERT_OUTTYPES)} only")
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}{C.SCRATCH_SUFFIX}")
     cmd = [sys.executable, str(script), str(model_dir), "--outfile", str(tmp)]
     try:
         execute.run([*cmd, "--outtype", out_type], timeout=timeout)

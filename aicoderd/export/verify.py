@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from aicoderd.export import constants as C
 from aicoderd.export import inference
+from aicoderd.gguf_types import OUTPUT_TYPES
 from aicoderd.training import prompt
 
 # Code in several languages, whitespace runs, digits, and the prompt format's special tokens.
@@ -150,7 +150,7 @@ def _report(
 ) -> Report:
     kl = np.concatenate(kls) if kls else np.array([np.inf])
     agree = float(np.concatenate(top1).mean()) if top1 else 0.0
-    lossless = C.OUTPUT_TYPES[out_type].lossless if out_type in C.OUTPUT_TYPES else False
+    lossless = OUTPUT_TYPES[out_type].lossless if out_type in OUTPUT_TYPES else False
     if lossless:
         bound = {"kl_mean": limits.lossless_kl}
         if float(kl.mean()) > limits.lossless_kl:

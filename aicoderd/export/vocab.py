@@ -8,7 +8,9 @@ differently in llama.cpp and Ollama without any error, so it is refused here, by
 The tokenizer is read as ``AutoTokenizer`` builds it, not as the file spells it: transformers
 5 lets a model's tokenizer class rebuild the pipeline (a ``qwen2`` model dir gets Qwen2's
 split regex whatever its ``tokenizer.json`` says), and the GGUF must tokenize as the model
-was trained and is used.
+was trained and is used. For the directories the training stage writes, transformers takes
+``tokenizer.json`` as written, so it is read with ``tokenizers`` alone: importing transformers
+(and torch with it) would cost seconds and ~300 MB, several times the conversion itself.
 """
 
 from __future__ import annotations
@@ -87,7 +89,44 @@ def _check_model(tok: dict[str, Any]) -> dict[str, Any]:
     return model
 
 
-def _as_loaded(model_dir: Path) -> Any:
+# What transformers 5 loads from tokenizer.json unchanged (a test compares with AutoTokenizer):
+# a generic tokenizer class, no flag or token table that makes it rebuild the post-processor
+# or the added tokens, for a model type whose tokenizer class it does not substitute.
+_GENERIC_CLASSES = ("TokenizersBackend", "PreTrainedTokenizerFast")
+_REBUILDING_KEYS = ("auto_map", "add_bos_token", "add_eos_token", "added_tokens_decoder")
+_PLAIN_MODEL_TYPES = ("llama",)
+_PATCHED_ABOVE = 100_000  # transformers patches the regex of vocabularies larger than this
+
+
+def loaded_as_written(model_dir: Path, config: dict[str, Any], tok: dict[str, Any]) -> bool:
+    """Whether ``AutoTokenizer`` would use ``tokenizer.json`` (parsed: ``tok``) as it is."""
+    tc = _read_json(model_dir / C.TOKENIZER_CONFIG_JSON)
+    return (
+        tc.get("tokenizer_class") in _GENERIC_CLASSES
+        and not any(key in tc for key in _REBUILDING_KEYS)
+        and config.get("model_type") in _PLAIN_MODEL_TYPES
+        and tok.get("post_processor") is not None
+        and len((tok.get("model") or {}).get("vocab") or {}) <= _PATCHED_ABOVE
+    )
+
+
+def backend(model_dir: Path, config: dict[str, Any]) -> Any:
+    """The ``tokenizers.Tokenizer`` the model is used with."""
+    path = model_dir / C.TOKENIZER_JSON
+    written = _read_json(path)
+    if not written:
+        raise ExportError(f"{path} is missing: only HF fast tokenizers can be exported")
+    if not loaded_as_written(model_dir, config, written):
+        return as_loaded(model_dir)
+    from tokenizers import Tokenizer
+
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as exc:  # the Rust side raises plain Exception
+        raise ExportError(f"cannot load the tokenizer in {path}: {exc}") from exc
+
+
+def as_loaded(model_dir: Path) -> Any:
     """The ``tokenizers.Tokenizer`` that ``AutoTokenizer`` builds from ``model_dir``."""
     from transformers import AutoTokenizer
 
@@ -95,10 +134,10 @@ def _as_loaded(model_dir: Path) -> Any:
         hf = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
     except (OSError, ValueError) as exc:
         raise ExportError(f"cannot load the tokenizer in {model_dir}: {exc}") from exc
-    backend = getattr(hf, "backend_tokenizer", None)
-    if backend is None:
+    tokenizer = getattr(hf, "backend_tokenizer", None)
+    if tokenizer is None:
         raise ExportError(f"{model_dir}: only HF fast tokenizers can be exported")
-    return backend
+    return tokenizer
 
 
 def _special_flags(tok: Any) -> tuple[bool, bool]:
@@ -111,11 +150,8 @@ def _special_flags(tok: Any) -> tuple[bool, bool]:
 
 def read(model_dir: Path, vocab_size: int, config: dict[str, Any]) -> Vocab:
     """The tokenizer in ``model_dir``, padded to the model's ``vocab_size``."""
-    path = model_dir / C.TOKENIZER_JSON
-    if not _read_json(path):
-        raise ExportError(f"{path} is missing: only HF fast tokenizers can be exported")
-    backend = _as_loaded(model_dir)
-    tok: dict[str, Any] = json.loads(backend.to_str())
+    loaded = backend(model_dir, config)
+    tok: dict[str, Any] = json.loads(loaded.to_str())
     model = _check_model(tok)
     pre = detect_pre(tok)
     by_id: dict[int, tuple[str, int]] = {i: (t, NORMAL) for t, i in model["vocab"].items()}
@@ -129,7 +165,7 @@ def read(model_dir: Path, vocab_size: int, config: dict[str, Any]) -> Vocab:
         tokens.append(text)
         types.append(kind)
     merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges") or []]
-    add_bos, add_eos = _special_flags(backend)
+    add_bos, add_eos = _special_flags(loaded)
     return Vocab(
         tokens,
         types,

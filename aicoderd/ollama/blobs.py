@@ -1,5 +1,5 @@
 """Getting one file into Ollama's blob store: sha256 it, ``HEAD``, and ``POST`` the raw bytes
-only when missing (reference/ollama-api.md §2, §10).
+only when missing.
 
 An upload moves ``NEW → HASHED → (UPLOADING →) PRESENT``. The body is streamed in chunks and
 hashed again on the way, so a file that changes mid-upload is caught here, not by the server.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,53 +12,42 @@ from typing import Any
 from aicoderd import protocol
 from aicoderd.config import Settings
 from aicoderd.errors import OllamaError
-from aicoderd.ollama import deploy as deploying
+from aicoderd.export.build import BuildOptions, build, report_path, verified
 from aicoderd.ollama.client import Client
-from aicoderd.ollama.host import base_url
+from aicoderd.ollama.deploy import DeployOptions, deploy_gguf
+from aicoderd.ollama.versions import point_latest, versions
+
+# Shown by `aicoder models`, the first one a version's GGUF has.
+_LOSSES = ("eval_loss", "train_loss")
 
 
-def client_for(settings: Settings, environ: dict[str, str] | None = None) -> Client:
-    """The configured Ollama, else ``$OLLAMA_HOST``, parsed as Ollama parses it."""
-    env = os.environ if environ is None else environ
-    return Client(base_url(settings.ollama.host or env.get("OLLAMA_HOST")))
+def gguf_for(source: Path, settings: Settings, force: bool, quiet: bool) -> Path:
+    """``source`` itself when it is a GGUF that passed its parity check (or ``force``); a
+    model directory is exported (and checked, unless ``export.verify`` is off) first."""
+    if source.is_dir():
+        out = settings.exports_dir / f"{source.resolve().name}-{settings.export.type}.gguf"
+        build(source, out, BuildOptions.from_settings(settings))
+        if not quiet:
+            print(f"exported {source} to {out}", file=sys.stderr)
+        source = out
+    if not force:
+        _check_verified(source)
+    return source
 
 
-def options(settings: Settings, name: str | None = None) -> deploying.DeployOptions:
-    o = settings.ollama
-    return deploying.DeployOptions(
-        name=name or o.model,
-        system=o.system,
-        license=o.license,
-        num_ctx=o.num_ctx,
-        quantize=o.quantize,
-        replace=None if name else o.replace,
-        min_version=o.min_version,
-        check_generate=o.check_generate,
-    )
-
-
-def gguf_for(source: Path, settings: Settings, quiet: bool) -> Path:
-    """``source`` itself when it is a GGUF; a model directory is exported (and checked) first."""
-    if source.is_file():
-        from aicoderd.export.build import verified
-
-        if verified(source) is False:
-            raise OllamaError(f"{source} failed its parity check; it is not deployable")
-        return source
-    from aicoderd.export import cli as export_cli
-    from aicoderd.export.build import BuildOptions, build
-
-    out = settings.exports_dir / f"{source.resolve().name}-{settings.export.type}.gguf"
-    opts = BuildOptions(
-        out_type=settings.export.type,
-        verify=settings.export.verify,
-        limits=export_cli.limits(settings),
-        llama_cpp_dir=export_cli.llama_cpp_dir(settings),
-    )
-    result = build(source, out, opts)
-    if not quiet:
-        print(f"exported {source} to {out}", file=sys.stderr)
-    return Path(result["gguf"])
+def _check_verified(gguf: Path) -> None:
+    state = verified(gguf)
+    if state is None:
+        raise OllamaError(
+            f"{gguf} has no parity report ({report_path(gguf).name}): it was never checked in"
+            " llama.cpp. Export it with `aicoder export --verify`, or deploy it anyway with"
+            " --force"
+        )
+    if state is False:
+        raise OllamaError(
+            f"{gguf} failed its parity check (see {report_path(gguf).name}); deploy it anyway"
+            " with --force"
+        )
 
 
 class _Bar:
@@ -89,12 +77,14 @@ class _Bar:
 
 def deploy(args: argparse.Namespace, settings: Settings) -> int:
     bar = _Bar(args.json)
-    gguf = gguf_for(Path(args.source), settings, args.json)
-    opts = options(settings, args.name)
+    if not Path(args.source).exists():
+        raise OllamaError(f"{args.source}: no such GGUF file or model directory")
+    gguf = gguf_for(Path(args.source), settings, args.force, args.json)
+    opts = DeployOptions.from_settings(settings).named(args.name)
     if args.quantize:
         opts.quantize = args.quantize
-    with client_for(settings) as client:
-        result = deploying.deploy(client, gguf, opts, bar.status, bar.bytes)
+    with Client.from_settings(settings) as client:
+        result = deploy_gguf(client, gguf, opts, bar.status, bar.bytes)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -104,22 +94,34 @@ def deploy(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def models(args: argparse.Namespace, settings: Settings) -> int:
-    with client_for(settings) as client:
-        found = deploying.versions(client, args.name or settings.ollama.model)
+    model = args.name or settings.ollama.model
+    with Client.from_settings(settings) as client:
+        found = versions(client, model)
+        where = client.base_url
     if args.json:
         print(json.dumps(found, indent=2))
         return protocol.EXIT_OK
+    if not found:
+        print(f"no versions of {model} in Ollama at {where} (`aicoder deploy` adds one)")
     for v in found:
-        m = v["metrics"]
-        loss = f"eval_loss {m['eval_loss']:.4f}" if isinstance(m.get("eval_loss"), float) else ""
         mark = "*" if v["latest"] else " "
-        print(f"{mark} {v['name']:<40} {v['quantization'] or '':<8} {loss}")
+        print(f"{mark} {v['name']:<40} {v['quantization'] or '':<8} {_metrics(v['metrics'])}")
     return protocol.EXIT_OK
 
 
+def _metrics(m: dict[str, Any]) -> str:
+    shown = [str(m["kind"])] if m.get("kind") else []
+    loss = next((k for k in _LOSSES if isinstance(m.get(k), float)), None)
+    if loss:
+        shown.append(f"{loss} {m[loss]:.4f}")
+    if isinstance(m.get("steps"), int):
+        shown.append(f"{m['steps']} steps")
+    return "  ".join(shown)
+
+
 def rollback(args: argparse.Namespace, settings: Settings) -> int:
-    with client_for(settings) as client:
-        result = deploying.rollback(client, args.name or settings.ollama.model, args.version)
+    with Client.from_settings(settings) as client:
+        result = point_latest(client, args.name or settings.ollama.model, args.version)
     if args.json:
         print(json.dumps(result))
     else:

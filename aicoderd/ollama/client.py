@@ -1,4 +1,5 @@
-"""A small client for the Ollama endpoints a deploy needs (reference/ollama-api.md §2, §3, §8).
+"""A small client for the Ollama endpoints a deploy needs (blobs, create, show,
+copy, delete, tags, ps, generate).
 
 httpx errors are translated here: a server that cannot be reached is
 :class:`OllamaUnavailable` (the deploy job waits and retries), anything else the server says
@@ -9,31 +10,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import CreateFailed, CreateIncomplete, OllamaError, OllamaUnavailable
+from aicoderd.ollama import names
+from aicoderd.ollama.host import base_url
+
+if TYPE_CHECKING:  # the upload runs without pydantic (~15 MiB)
+    from aicoderd.config import Settings
 
 # Connecting and ordinary calls are quick; create may validate and quantize for minutes and
-# must never be abandoned (a dropped stream leaks the server's worker: §3.10).
+# must never be abandoned (Ollama's create worker blocks for good on a client that went away).
 TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 CREATE_TIMEOUT = httpx.Timeout(connect=10.0, read=None, write=60.0, pool=10.0)
 UPLOAD_TIMEOUT = httpx.Timeout(connect=10.0, read=600.0, write=600.0, pool=10.0)
 Status = Callable[[dict[str, Any]], None]
-
-
-class OllamaUnavailable(OllamaError):
-    """Nothing answers at the Ollama address."""
-
-    code = "ollama_unavailable"
-    http_status = 503
-
-
-class CreateIncomplete(OllamaError):
-    """The create stream ended without ``success`` or ``error``: the outcome is unknown."""
-
-    code = "ollama_create_incomplete"
 
 
 def _message(resp: httpx.Response) -> str:
@@ -48,6 +41,11 @@ class Client:
     def __init__(self, base_url: str, transport: httpx.BaseTransport | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=TIMEOUT, transport=transport)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Client:
+        """The configured Ollama (``ollama.host``, resolved when the config was loaded)."""
+        return cls(base_url(settings.ollama.host))
 
     def close(self) -> None:
         self._http.close()
@@ -139,12 +137,25 @@ class Client:
         data: dict[str, Any] = resp.json()
         return data
 
-    def generate(self, name: str, prompt: str, options: dict[str, Any]) -> dict[str, Any]:
+    def generate(
+        self,
+        name: str,
+        prompt: str,
+        options: dict[str, Any],
+        *,
+        suffix: str | None = None,
+        raw: bool = False,
+    ) -> dict[str, Any]:
+        """One generation, not streamed. With ``suffix`` the model's template lays out a
+        fill-in-the-middle request; with ``raw`` the prompt is sent as it is."""
+        body: dict[str, Any] = {"model": name, "prompt": prompt, "stream": False}
+        body["options"] = options
+        if suffix is not None:
+            body["suffix"] = suffix
+        if raw:
+            body["raw"] = True
         data: dict[str, Any] = self._json(
-            "POST",
-            "/api/generate",
-            json={"model": name, "prompt": prompt, "stream": False, "options": options},
-            timeout=CREATE_TIMEOUT,
+            "POST", "/api/generate", json=body, timeout=CREATE_TIMEOUT
         )
         return data
 
@@ -163,12 +174,9 @@ class Client:
     def ps(self) -> list[dict[str, Any]]:
         return list(self._json("GET", "/api/ps").get("models") or [])
 
-
-class CreateFailed(OllamaError):
-    """An ``error`` line in the create stream; ``statuses`` are the lines before it."""
-
-    code = "ollama_create_failed"
-
-    def __init__(self, message: str, statuses: list[str]) -> None:
-        super().__init__(message)
-        self.statuses = statuses
+    def loaded(self, name: str) -> bool:
+        """Whether a runner for ``name`` is in memory (names compare as Ollama compares them)."""
+        want = names.parse(name).key()
+        return any(
+            names.is_valid(m["name"]) and names.parse(m["name"]).key() == want for m in self.ps()
+        )

@@ -1,9 +1,10 @@
-"""Deploying a GGUF into Ollama, by its real API (reference/ollama-api.md §10).
+"""Deploying a GGUF into Ollama, by its real API.
 
 Each deploy creates ``<model>:<version>`` and moves ``<model>:latest`` onto it (``/api/copy``:
 the same manifest, so the same digest). With ``replace`` it instead overwrites an existing
 model, after copying it to ``<model>-backup-<timestamp>``. The template, stop tokens and
-chat template all come from :mod:`aicoderd.training.prompt`, the one prompt format.
+chat template all come from :mod:`aicoderd.training.prompt`, the one prompt format. Listing
+the deployed versions and moving ``:latest`` back: :mod:`aicoderd.ollama.versions`.
 """
 
 from __future__ import annotations
@@ -11,22 +12,24 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import CreateFailed, CreateIncomplete, OllamaError
 from aicoderd.export import constants as EC
+from aicoderd.gguf_types import ollama_quantize_name
 from aicoderd.ollama import ggufinfo, names
 from aicoderd.ollama.blobs import BlobUpload
 from aicoderd.ollama.blobs import Progress as BytesProgress
-from aicoderd.ollama.client import Client, CreateFailed, CreateIncomplete
+from aicoderd.ollama.client import Client
 from aicoderd.training import prompt
 
+if TYPE_CHECKING:
+    from aicoderd.config import Settings
+
 MIN_VERSION = "0.5.5"
-QUANTIZABLE_SOURCES = ("F16", "BF16")  # F32 reads as "unknown" to Ollama's check (§3.7)
-OLLAMA_QUANTIZE = {"q8_0": "q8_0", "q4_k_m": "q4_K_M", "q4_k_s": "q4_K_S", "q4_k": "q4_K_M"}
-KEY_OLLAMA_QUANTIZE = EC.KEY_OLLAMA_QUANTIZE
+QUANTIZABLE_SOURCES = ("F16", "BF16")  # all-F32 (file type 0) reads as "unknown"
 GGUF_FILE_KEY = "model.gguf"
 Status = Callable[[dict[str, Any]], None]
 
@@ -43,6 +46,24 @@ class DeployOptions:
     min_version: str = MIN_VERSION
     check_generate: bool = True
     extra_parameters: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeployOptions:
+        o = settings.ollama
+        return cls(
+            name=o.model,
+            system=o.system,
+            license=o.license,
+            num_ctx=o.num_ctx,
+            quantize=o.quantize,
+            replace=o.replace,
+            min_version=o.min_version,
+            check_generate=o.check_generate,
+        )
+
+    def named(self, name: str | None) -> DeployOptions:
+        """Under an explicit ``name``, which never overwrites ``ollama.replace``."""
+        return self if not name else replace(self, name=name, replace=None)
 
 
 def parse_version(text: str) -> tuple[int, int, int]:
@@ -100,12 +121,13 @@ def create_request(
 
 
 def _quantize_target(header: ggufinfo.Header, opts: DeployOptions) -> str | None:
-    wanted = opts.quantize or header.kv.get(KEY_OLLAMA_QUANTIZE)
+    wanted = opts.quantize or header.kv.get(EC.KEY_OLLAMA_QUANTIZE)
     if not wanted:
         return None
-    target = OLLAMA_QUANTIZE.get(str(wanted).lower())
-    if target is None:
-        raise OllamaError(f"Ollama cannot quantize to {wanted} (only {', '.join(OLLAMA_QUANTIZE)})")
+    try:
+        target = ollama_quantize_name(str(wanted))
+    except ValueError as exc:
+        raise OllamaError(str(exc)) from None
     if header.file_type not in QUANTIZABLE_SOURCES:
         raise OllamaError(
             f"Ollama quantizes only F16 or BF16 GGUFs; this one is {header.file_type}"
@@ -114,14 +136,7 @@ def _quantize_target(header: ggufinfo.Header, opts: DeployOptions) -> str | None
     return target
 
 
-def _loaded(client: Client, name: str) -> bool:
-    want = names.parse(name).key()
-    return any(
-        names.is_valid(m["name"]) and names.parse(m["name"]).key() == want for m in client.ps()
-    )
-
-
-def deploy(
+def deploy_gguf(
     client: Client,
     gguf_path: Path,
     opts: DeployOptions,
@@ -151,14 +166,14 @@ def deploy(
         )
         client.copy(target.display, backup.display)
         status({"status": f"backed up {target.display} as {backup.display}"})
-    if _loaded(client, target.display):
+    if client.loaded(target.display):
         client.unload(target.display)
     upload.ensure()  # re-HEAD just before create: a restart may have pruned the blob
     statuses = _create(client, request, status)
     moved = None
     if not opts.replace and target.tag != names.DEFAULT_TAG:
         latest = target.with_tag(names.DEFAULT_TAG)
-        if _loaded(client, latest.display):
+        if client.loaded(latest.display):
             client.unload(latest.display)  # after the copy it could no longer be unloaded
         client.copy(target.display, latest.display)
         moved = latest.display
@@ -179,7 +194,8 @@ def deploy(
 
 def _create(client: Client, request: dict[str, Any], status: Status) -> list[str]:
     """``/api/create``; an unknown outcome is retried once (create is idempotent), and an
-    error after the manifest was written is checked with ``/api/show`` (§3.11)."""
+    error after the manifest was written (removing old layers failed) is checked with
+    ``/api/show``."""
     try:
         return client.create(request, status)
     except CreateIncomplete:
@@ -210,58 +226,3 @@ def confirm(client: Client, name: str, header: ggufinfo.Header, generate: bool) 
             raise OllamaError(f"{name}: a short generation did not finish: {out}")
         result["sample"] = out.get("response", "")
     return result
-
-
-def versions(client: Client, model: str) -> list[dict[str, Any]]:
-    """Every tag of ``model`` with its metrics (from the GGUF's aicoder.* keys)."""
-    base = names.parse(model)
-    tags = [
-        m
-        for m in client.tags()
-        if names.is_valid(m["name"]) and names.parse(m["name"]).key()[:3] == base.key()[:3]
-    ]
-    latest = next((m["digest"] for m in tags if m["name"].endswith(":latest")), None)
-    out = []
-    for m in tags:
-        tag = m["name"].rsplit(":", 1)[1]
-        if tag == names.DEFAULT_TAG:
-            continue
-        info = (client.show(m["name"]) or {}).get("model_info") or {}
-        metrics = {
-            k.removeprefix(EC.KEY_METRIC): v for k, v in info.items() if k.startswith(EC.KEY_METRIC)
-        }
-        out.append(
-            {
-                "name": m["name"],
-                "version": tag,
-                "latest": m["digest"] == latest,
-                "modified_at": m.get("modified_at"),
-                "size": m.get("size"),
-                "quantization": (m.get("details") or {}).get("quantization_level"),
-                "metrics": metrics,
-            }
-        )
-    return sorted(out, key=lambda v: v["version"])
-
-
-def rollback(client: Client, model: str, version: str | None = None) -> dict[str, Any]:
-    """Point ``<model>:latest`` at ``version`` (default: the one before the current)."""
-    found = versions(client, model)
-    if not found:
-        raise OllamaError(f"no versions of {model} in Ollama")
-    if version is None:
-        current = next((i for i, v in enumerate(found) if v["latest"]), len(found))
-        if current == 0:
-            raise OllamaError(f"{found[0]['name']} is the oldest version; nothing to roll back to")
-        chosen = found[current - 1]
-    else:
-        match = [v for v in found if v["version"] == version]
-        if not match:
-            known = ", ".join(v["version"] for v in found)
-            raise OllamaError(f"{model} has no version {version!r} (known: {known})")
-        chosen = match[0]
-    latest = names.parse(model).with_tag(names.DEFAULT_TAG).display
-    if _loaded(client, latest):
-        client.unload(latest)
-    client.copy(chosen["name"], latest)
-    return {"latest": latest, "now": chosen["name"]}

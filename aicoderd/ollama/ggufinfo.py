@@ -1,19 +1,20 @@
-"""A GGUF header reader with Ollama's own rules (reference/ollama-api.md §3.5): magic, version,
+"""A GGUF header reader with Ollama's own rules (its ``fs/ggml`` decoder): magic, version,
 KV types 0-12, tensor bounds inside the file, ``general.file_type`` only as a uint32.
 
-Used by the deploy pre-flight (refuse a ``quantize`` Ollama would refuse) and by the fake Ollama
-server; it reads the header only, never the tensor data.
+Used by the deploy pre-flight: a file Ollama would refuse, or a ``quantize`` it would refuse, is
+refused before any upload. It reads the header only, never the tensor data.
 """
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass, field
 from typing import IO, Any
 
 import gguf
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import GGUFError
 
 MAGIC = b"GGUF"
 _SCALARS = {
@@ -34,10 +35,6 @@ MAX_DIMS = 4
 # Ollama's FileType names (fs/ggml), by general.file_type; 0 reads as "unknown" in create.
 FILE_TYPES = {ft.value: ft.name.removeprefix("MOSTLY_") for ft in gguf.LlamaFileType}
 FILE_TYPES[0] = "F32"
-
-
-class GGUFError(OllamaError):
-    code = "gguf_invalid"
 
 
 @dataclass
@@ -61,22 +58,11 @@ class Header:
         return str(self.kv.get("general.architecture") or "unknown")
 
     @property
-    def parameter_count(self) -> int:
-        return sum(int(_prod(t.shape)) for t in self.tensors)
-
-    @property
     def file_type(self) -> str:
         """The file type as ``/api/show`` names it (0 or missing → "unknown", Ollama's bug)."""
         if not self.file_type_u32:
             return "unknown"
         return FILE_TYPES.get(self.file_type_u32, "unknown")
-
-
-def _prod(xs: list[int]) -> int:
-    out = 1
-    for x in xs:
-        out *= x
-    return out
 
 
 class _Reader:
@@ -156,7 +142,7 @@ def _nbytes(name: str, kind: int, shape: list[int]) -> int:
         block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(kind)]
     except (ValueError, KeyError):
         raise GGUFError(f"tensor {name!r} has unknown type {kind}") from None
-    n = _prod(shape)
+    n = math.prod(shape)
     if shape and shape[0] % block:
         raise GGUFError(f"tensor {name!r} rows are not a multiple of {block}")
     return n // block * type_size

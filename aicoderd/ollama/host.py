@@ -1,4 +1,4 @@
-"""``OLLAMA_HOST`` parsed the way Ollama's own envconfig does (reference/ollama-api.md §11)."""
+"""``OLLAMA_HOST`` parsed the way Ollama's own envconfig does."""
 
 from __future__ import annotations
 

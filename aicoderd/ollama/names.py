@@ -1,4 +1,4 @@
-"""Ollama's model-name grammar (reference/ollama-api.md §4): ``[host/][namespace/]model[:tag]``
+"""Ollama's model-name grammar (its ``types/model`` ParseName): ``[host/][namespace/]model[:tag]``
 with the registry defaults, the per-part character rules, and the display form."""
 
 from __future__ import annotations
@@ -55,19 +55,20 @@ class Name:
 
 
 def split(text: str) -> tuple[str, str, str, str]:
-    """The four parts as written (``!MISSING!`` where a separator promises an empty part)."""
-    scheme_free = text.split("://", 1)[1] if "://" in text else text
+    """The four parts as written: the tag after a last ``:`` that follows the last ``/``, then
+    ``/``-separated host (its ``scheme://`` dropped), namespace and model. A part a separator
+    promises but that is empty is ``!MISSING!``; one no separator promises may be left out."""
     tag = ""
-    colon, slash = scheme_free.rfind(":"), scheme_free.rfind("/")
-    if colon > slash:
-        scheme_free, tag = scheme_free[:colon], scheme_free[colon + 1 :] or MISSING
-    parts = scheme_free.split("/")
-    model = parts[-1] or MISSING
-    namespace = (parts[-2] or MISSING) if len(parts) >= 2 else ""
-    host = "/".join(parts[:-2]) if len(parts) >= 3 else ""
-    if len(parts) >= 3 and not host:
-        host = MISSING
-    return host, namespace, model, tag
+    if text.rfind(":") > text.rfind("/"):
+        text, _, tag = text.rpartition(":")
+        tag = tag or MISSING
+    parts = text.split("/")
+    model = parts[-1] or (MISSING if len(parts) > 1 else "")
+    namespace = parts[-2] if len(parts) > 1 else ""
+    if len(parts) > 2 and not namespace:
+        namespace = MISSING
+    host = "/".join(parts[:-2])
+    return host.split("://", 1)[-1], namespace, model, tag
 
 
 def parse(text: str) -> Name:

@@ -24,8 +24,6 @@ is the final state saved.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -36,8 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from aicoderd import __version__
 from aicoderd.config import FeedSource, GitSource, Settings, WebSource, YoutubeSource
-from aicoderd.fsutil import fsync_dir
 from aicoderd.store import DocumentFiles, NewDocument, Store
+from aicoderd.store.writer import DocumentWriter
 
 if TYPE_CHECKING:  # fetchers use httpx in the job's process; the daemon reads run records only
     import httpx
@@ -94,9 +92,10 @@ class SourceRun:
     _seen: set[str] = field(default_factory=set)
     # The batch not yet committed: uri → (document, outcome it will be counted as).
     _pending: dict[str, tuple[NewDocument, str]] = field(default_factory=dict)
-    _writes: list[tuple[Future[bool], Path]] = field(default_factory=list)  # (written?, folder)
+    _writes: list[Future[bool]] = field(default_factory=list)  # content files being written
     _batch_started: float | None = None
-    _writer: ThreadPoolExecutor | None = None
+    _pool: ThreadPoolExecutor | None = None
+    _documents: DocumentWriter | None = None
 
     @property
     def name(self) -> str:
@@ -112,6 +111,13 @@ class SourceRun:
         path = self.settings.sources_dir / self.name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    @property
+    def writer(self) -> DocumentWriter:
+        """The store's document writer (files, then one transaction per batch)."""
+        if self._documents is None:
+            self._documents = DocumentWriter(self.store, self.files)
+        return self._documents
 
     @property
     def cancelled(self) -> bool:
@@ -133,10 +139,9 @@ class SourceRun:
         self._seen.add(doc.uri)
         sha, data = self.files.digest(doc.text)
         outcome = self._outcome(doc.uri, sha)
-        if self._writer is None:
-            self._writer = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
-        written = self._writer.submit(self.files.put, sha, data, sync_dir=False)
-        self._writes.append((written, self.files.path_for(sha).parent))
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="put")
+        self._writes.append(self._pool.submit(self.writer.write, sha, data))
         self._pending[doc.uri] = (
             NewDocument(
                 source=self.key,
@@ -173,34 +178,26 @@ class SourceRun:
         """``uri`` has a present document: from an earlier run, or put in this one."""
         if uri in self._pending:
             return True
-        row = self.store.location(self.key, uri)
+        row = self.store.documents.location(self.key, uri)
         return row is not None and bool(row["present"])
 
     def retire(self, uris: Iterable[str]) -> None:
         uris = list(uris)
         if uris:
-            self.counts["retired"] += self.store.retire_locations(self.key, uris)
+            self.counts["retired"] += self.store.documents.retire_locations(self.key, uris)
 
     def flush(self, *, with_state: bool = True) -> None:
         """Commit the pending puts: their content folders fsynced, then one transaction with
         the documents and (``with_state``) the run's state. Counts move only once committed."""
         if not self._pending and not with_state:
             return
-        # Every file durable, then its folder, before the rows that name them are committed.
-        dirs = {directory for written, directory in self._writes if written.result()}
-        if self._writer is not None:
-            list(self._writer.map(fsync_dir, dirs))  # the waits overlap
-        else:
-            for directory in dirs:
-                fsync_dir(directory)
+        for written in self._writes:
+            written.result()  # every file durable before the rows that name it
         pending = list(self._pending.values())
-        state = json.dumps(self.state) if with_state else None
-
-        def then(db: sqlite3.Connection) -> None:
-            if state is not None:
-                _save_state(db, self.name, state)
-
-        self.store.record_documents([doc for doc, _ in pending], then=then)
+        with self.writer.committing(self._pool) as tx:
+            tx.documents.record([doc for doc, _ in pending])
+            if with_state:
+                tx.sources.save_state(self.name, self.state)
         self._pending.clear()
         self._writes.clear()
         self._batch_started = None
@@ -212,16 +209,16 @@ class SourceRun:
         (a git source's last commit) is recorded only after everything it implies."""
         self.flush(with_state=False)
         if self.complete and not self.cancelled:
-            present = self.store.file_locations(self.key)
+            present = self.store.documents.file_locations(self.key)
             self.retire(uri for uri in present if uri not in self._seen)
         self.flush()
         self.close()
 
     def close(self) -> None:
         """Stop the file writer threads (a later put starts them again)."""
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _maybe_flush(self) -> None:
         if self._batch_started is None:
@@ -234,71 +231,9 @@ class SourceRun:
 
     def _outcome(self, uri: str, sha: str) -> str:
         """What a put of ``sha`` at ``uri`` does to the committed store."""
-        with self.store.read() as db:
-            row = db.execute(
-                "SELECT l.present, l.document_id, d.sha256 FROM locations l LEFT JOIN documents d"
-                " ON d.id = l.document_id WHERE l.source=? AND l.uri=?",
-                (self.key, uri),
-            ).fetchone()
-        if row is None or row["present"] == 0:
+        row = self.store.documents.placed(self.key, uri)
+        if row is None or not row.present:
             return "added"
-        if row["document_id"] is not None and row["sha256"] == sha:
+        if row.document_id is not None and row.sha256 == sha:
             return "unchanged"
         return "updated"
-
-
-def load_state(store: Store, name: str) -> dict[str, Any]:
-    with store.read() as db:
-        row = db.execute("SELECT state FROM source_state WHERE name=?", (name,)).fetchone()
-    return {} if row is None else dict(json.loads(row["state"]))
-
-
-def save_state(store: Store, name: str, state: dict[str, Any]) -> None:
-    with store.write() as db:
-        _save_state(db, name, json.dumps(state))
-
-
-def _save_state(db: sqlite3.Connection, name: str, state: str) -> None:
-    db.execute(
-        "INSERT INTO source_state (name, state) VALUES (?, ?) ON CONFLICT(name)"
-        " DO UPDATE SET state=excluded.state",
-        (name, state),
-    )
-
-
-def record_run(
-    store: Store,
-    name: str,
-    job_id: int | None,
-    started: float,
-    outcome: str,
-    counts: Counter[str],
-    error: str | None,
-) -> None:
-    with store.write() as db:
-        db.execute(
-            "INSERT INTO source_runs (name, job_id, started, finished, outcome, added, updated,"
-            " unchanged, retired, failed, error) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (
-                name,
-                job_id,
-                started,
-                time.time(),
-                outcome,
-                counts["added"],
-                counts["updated"],
-                counts["unchanged"],
-                counts["retired"],
-                counts["failed"],
-                error,
-            ),
-        )
-
-
-def last_runs(store: Store) -> dict[str, dict[str, Any]]:
-    """The newest run of every source that ever ran."""
-    with store.read() as db:
-        rows = db.execute(
-            "SELECT * FROM source_runs WHERE id IN (SELECT MAX(id) FROM source_runs GROUP BY name)"
-        ).fetchall()
-    return {r["name"]: dict(r) for r in rows}

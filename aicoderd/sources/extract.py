@@ -2,19 +2,21 @@
 
 Each document kind has one extractor in ``_EXTRACTORS``. Archives are opened in memory, never
 unpacked to disk and never followed through links; every member goes through the same
-extractors. Plain UTF-8 files take a fast path (NUL check, decode, newline fix) because the
-daemon must keep up with hundreds of small files a second.
+extractors, one at a time: :func:`iter_extract` yields each member's document before it reads
+the next, so memory stays bounded by ``max_file_bytes`` whatever the archive expands to. Plain
+UTF-8 files take a fast path (NUL check, decode, newline fix) because the daemon must keep up
+with hundreds of small files a second.
 """
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import functools
 import io
 import json
 import logging
 import lzma
+import os
 import re
 import stat
 import tarfile
@@ -22,23 +24,36 @@ import threading
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
 
-import charset_normalizer
-
 from aicoderd.errors import IngestRefused
+from aicoderd.sources.decode import decode_text
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, TEXT_KINDS, is_junk, kind_of
 
 
-@dataclass(frozen=True)
-class ExtractLimits:
-    max_file_bytes: int  # per file, and per archive member
-    archive_max_members: int
-    archive_max_total_bytes: int  # sum of uncompressed member sizes
-    archive_max_ratio: float  # uncompressed / compressed, per member and overall
+def read_file(path: Path, st: os.stat_result, limits: ExtractLimits) -> bytes:
+    """A regular file's bytes (``st`` from ``os.lstat``): links, special files and files over
+    the size limit are refused with the reason."""
+    if stat.S_ISLNK(st.st_mode):
+        raise IngestRefused("symlink", "symbolic link: links are never followed")
+    if not stat.S_ISREG(st.st_mode):
+        raise IngestRefused("not_regular_file", "not a regular file (device, fifo or socket)")
+    if st.st_size > limits.max_file_bytes:
+        raise IngestRefused(
+            "too_large", f"file of {st.st_size} bytes is over the limit of {limits.max_file_bytes}"
+        )
+    # O_NOFOLLOW: a file swapped for a link after the lstat is still refused.
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        data = fh.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        raise IngestRefused("too_large", "file grew over the size limit while being read")
+    return data
 
 
 @dataclass(frozen=True)
@@ -51,14 +66,24 @@ class Extracted:
 
 def extract(data: bytes, name: str, limits: ExtractLimits) -> list[Extracted]:
     """The documents in one file; raises IngestRefused when it cannot enter the corpus."""
+    return list(iter_extract(data, name, limits))
+
+
+def iter_extract(data: bytes, name: str, limits: ExtractLimits) -> Iterator[Extracted]:
+    """The documents in one file, each yielded before the next archive member is read.
+
+    Raises IngestRefused, possibly after some documents were yielded (a corrupt or bomb
+    archive is found out as it is read): the caller then refuses the whole file.
+    """
     if len(data) > limits.max_file_bytes:
         raise IngestRefused(
             "too_large", f"file of {len(data)} bytes is over the limit of {limits.max_file_bytes}"
         )
     kind, language = kind_of(name, data[:HEAD_BYTES])
     if kind == ARCHIVE:
-        return _extract_archive(data, name, language, limits)
-    return [_extract_one(data, name, kind, language)]
+        yield from _extract_archive(data, name, language, limits)
+    else:
+        yield _extract_one(data, name, kind, language)
 
 
 def _extract_one(data: bytes, name: str, kind: str, language: str | None) -> Extracted:
@@ -72,51 +97,9 @@ def _extract_one(data: bytes, name: str, kind: str, language: str | None) -> Ext
 
 # -- text --------------------------------------------------------------------------------------
 
-# A NUL this early means binary, except in UTF-16/32 text, where it is every other byte.
-_BINARY_WINDOW = 8 * 1024
-_WIDE_ENCODINGS = ("utf-16", "utf-32")
-# UTF-32 first: its little-endian BOM starts with UTF-16's.
-_BOMS = (
-    (codecs.BOM_UTF32_LE, "utf-32"),
-    (codecs.BOM_UTF32_BE, "utf-32"),
-    (codecs.BOM_UTF8, "utf-8-sig"),
-    (codecs.BOM_UTF16_LE, "utf-16"),
-    (codecs.BOM_UTF16_BE, "utf-16"),
-)
-# Guesses noisier than this are not text (charset_normalizer's own default cut-off).
-_MAX_CHAOS = 0.2
-# A guessed decoding with more control characters than this share is binary after all.
-_MAX_CONTROL_SHARE = 0.02
-_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
-
-
-def _decode(data: bytes) -> str:
-    """Text of a text file: BOM, else strict UTF-8, else the best guessed legacy encoding."""
-    encoding = next((enc for bom, enc in _BOMS if data.startswith(bom)), None)
-    if encoding not in _WIDE_ENCODINGS and data.find(b"\0", 0, _BINARY_WINDOW) != -1:
-        raise IngestRefused("binary", "binary file: NUL bytes in the first 8 KiB")
-    try:
-        return data.decode(encoding or "utf-8")
-    except UnicodeDecodeError as exc:
-        if encoding is not None:
-            raise IngestRefused("undecodable", f"invalid {encoding} text: {exc.reason}") from exc
-    return _guess_decode(data)
-
-
-def _guess_decode(data: bytes) -> str:
-    best = charset_normalizer.from_bytes(data, threshold=_MAX_CHAOS).best()
-    if best is None:
-        raise IngestRefused("undecodable", "undecodable text: not UTF-8 and no encoding fits")
-    text = str(best)
-    if len(_CONTROL.findall(text)) > len(text) * _MAX_CONTROL_SHARE:
-        raise IngestRefused(
-            "undecodable", f"undecodable text: read as {best.encoding} it is mostly control codes"
-        )
-    return text
-
 
 def _plain(data: bytes, language: str | None) -> tuple[str, str | None]:
-    return _decode(data), language
+    return decode_text(data), language
 
 
 # -- notebooks ---------------------------------------------------------------------------------
@@ -127,7 +110,7 @@ _NOTEBOOK_CELLS = ("markdown", "code")
 
 def _notebook(data: bytes, language: str | None) -> tuple[str, str | None]:
     try:
-        notebook = json.loads(_decode(data))
+        notebook = json.loads(decode_text(data))
     except json.JSONDecodeError as exc:
         raise IngestRefused(
             "notebook_invalid", f"notebook is not valid JSON: {exc.msg} at line {exc.lineno}"
@@ -303,20 +286,31 @@ _CORRUPT = (
 
 def _extract_archive(
     data: bytes, name: str, archive_format: str | None, limits: ExtractLimits
-) -> list[Extracted]:
+) -> Iterator[Extracted]:
     entries_of = _ARCHIVE_FORMATS.get(archive_format or "")
     if entries_of is None:
         raise IngestRefused("unsupported", f"unsupported archive format {archive_format!r}")
     reader = _ArchiveReader(name, len(data), limits)
+    with contextlib.closing(entries_of(data)) as entries:
+        while (document := _next_document(reader, entries)) is not None:
+            yield document  # outside the try: the caller's own errors are not "corrupt"
+    reader.finish()
+
+
+def _next_document(
+    reader: _ArchiveReader, entries: Generator[_Entry, None, None]
+) -> Extracted | None:
+    """The next member that becomes a document; None at the end of the archive."""
     try:
-        with contextlib.closing(entries_of(data)) as entries:
-            for entry in entries:
-                reader.take(entry)
+        for entry in entries:
+            document = reader.take(entry)
+            if document is not None:
+                return document
     except _CORRUPT as exc:
         raise IngestRefused("archive_corrupt", f"corrupt or truncated archive: {exc}") from exc
     except NotImplementedError as exc:  # a zip made by a tool newer than Python's zipfile
         raise IngestRefused("unsupported", f"unsupported archive: {exc}") from exc
-    return reader.documents()
+    return None
 
 
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -326,7 +320,8 @@ _RATIO_FLOOR_BYTES = 1 << 20
 
 
 class _ArchiveReader:
-    """Checks each member against the limits, then extracts it or counts why it was skipped."""
+    """Checks each member against the limits, then extracts it or counts why it was skipped.
+    Keeps counts only: a member's document is handed on before the next one is read."""
 
     def __init__(self, name: str, archive_bytes: int, limits: ExtractLimits) -> None:
         self.name = name
@@ -336,18 +331,26 @@ class _ArchiveReader:
         self.declared = 0  # sum of declared uncompressed sizes
         self.read = 0  # bytes actually decompressed
         self.skipped: Counter[str] = Counter()
-        self.found: list[Extracted] = []
+        self.found = 0
 
-    def take(self, entry: _Entry) -> None:
+    def take(self, entry: _Entry) -> Extracted | None:
+        """The member's document, or None when it was skipped (and counted)."""
         self._check_header(entry)
         path = _member_path(entry.path)
-        why = entry.skip or _junk(path) or self._extract(entry, path)
-        if why is not None:
-            self.skipped[why] += 1
+        why = entry.skip or _junk(path)
+        if why is None:
+            found = self._extract(entry, path)
+            if isinstance(found, Extracted):
+                self.found += 1
+                return found
+            why = found
+        self.skipped[why] += 1
+        return None
 
-    def documents(self) -> list[Extracted]:
+    def finish(self) -> None:
+        """At the end of the archive: refuse one that gave no document."""
         if self.found:
-            return self.found
+            return
         if not self.skipped:
             raise IngestRefused("empty", "empty archive: it has no members")
         counts = ", ".join(f"{why}: {n}" for why, n in self.skipped.most_common())
@@ -388,8 +391,8 @@ class _ArchiveReader:
                 f"{self.limits.archive_max_ratio:g}",
             )
 
-    def _extract(self, entry: _Entry, path: str) -> str | None:
-        """Extract one member; why it was skipped, or None when it became a document."""
+    def _extract(self, entry: _Entry, path: str) -> Extracted | str:
+        """Extract one member: its document, or why it was skipped."""
         cap = self.limits.max_file_bytes
         if entry.size > cap:
             return "too_large"
@@ -407,10 +410,9 @@ class _ArchiveReader:
         if kind == ARCHIVE:
             return "nested archive"
         try:
-            self.found.append(_extract_one(data, f"{self.name}!{path}", kind, language))
+            return _extract_one(data, f"{self.name}!{path}", kind, language)
         except IngestRefused as exc:
             return exc.reason
-        return None
 
 
 def _unsafe(path: str) -> bool:

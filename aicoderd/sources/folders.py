@@ -2,8 +2,9 @@
 
 Events are hints, the directory is the truth: inotify events (drained on each tick of the
 folder worker) and a periodic full walk both feed one stability tracker. A file is handed on
-once its size and mtime have not changed for the settle period; processing is someone else's
-job.
+once its size and mtime have not changed for the settle period and inotify does not know it to
+be open for writing (:mod:`aicoderd.sources.inotify`); processing is someone else's job.
+Without inotify (polling) the settle period alone decides.
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class FolderWatch:
 
     State lives on one thread (the folder worker's); the system calls it needs are made
     between :meth:`due` and :meth:`settle_due` (:meth:`tick` does both). An event only
-    (re)starts a file's timer; the size and mtime are compared when the timer runs out.
+    (re)starts a file's timer; the size and mtime are compared when the timer runs out. A file
+    an event says is open for writing waits for the event that says it was closed, however
+    long its writer pauses. Time comes from ``clock`` (seconds, monotonic).
     """
 
     root: Path
@@ -90,9 +93,11 @@ class FolderWatch:
     on_ready: Callable[[list[Candidate]], None]
     extra_junk: tuple[str, ...] = ()
     stuck_after: float = 3600.0
+    clock: Callable[[], float] = time.monotonic
     tracked: dict[Path, _Tracked] = field(default_factory=dict)
     in_flight: set[Path] = field(default_factory=set)
     dirty: set[Path] = field(default_factory=set)
+    writing: set[Path] = field(default_factory=set)  # open for writing, as inotify tells
     _stuck_logged: set[Path] = field(default_factory=set)
 
     @property
@@ -109,35 +114,45 @@ class FolderWatch:
             return False
         return not any(is_junk(p, self.extra_junk) for p in parts)
 
-    def touch(self, path: Path) -> None:
-        """Something happened to ``path``: (re)start its settle timer."""
+    def touch(self, path: Path, writing: bool = False) -> None:
+        """Something happened to ``path``: (re)start its settle timer; ``writing``: it is still
+        open for writing."""
         if not self.accepts(path):
             return
+        if writing:
+            self.writing.add(path)
+        else:
+            self.writing.discard(path)
         if path in self.in_flight:
             self.dirty.add(path)
             return
-        now = time.monotonic()
+        now = self.clock()
         t = self.tracked.get(path)
         if t is None:
             self.tracked[path] = _Tracked(-1, -1, now, now)  # looked at on the next tick
         elif t.size >= 0:
             t.due = now + self.settle
 
+    def writers_unknown(self) -> None:
+        """Events were lost: who is writing what is not known any more (settle time only)."""
+        self.writing.clear()
+
     def add_scanned(self, found: list[Candidate]) -> None:
         """Results of a full walk: files not yet known start their settle timer."""
-        now = time.monotonic()
+        now = self.clock()
         for cand in found:
             if cand.path in self.in_flight or cand.path in self.tracked:
                 continue
             self.tracked[cand.path] = _Tracked(cand.size, cand.mtime_ns, now + self.settle, now)
 
     def due(self) -> list[Path]:
-        now = time.monotonic()
+        now = self.clock()
         return [path for path, t in self.tracked.items() if t.due <= now]
 
     def settle_due(self, stats: dict[Path, os.stat_result | None]) -> None:
-        """Hand on the files whose size and mtime held still for the settle period."""
-        now = time.monotonic()
+        """Hand on the files whose size and mtime held still for the settle period and that
+        no writer holds open."""
+        now = self.clock()
         ready: list[Candidate] = []
         for path, st in stats.items():
             t = self.tracked.get(path)
@@ -145,8 +160,10 @@ class FolderWatch:
                 continue  # handed on already, or an event restarted its timer meanwhile
             if st is None or stat.S_ISDIR(st.st_mode):
                 del self.tracked[path]
+                self.writing.discard(path)
                 continue
-            if (st.st_size, st.st_mtime_ns) != (t.size, t.mtime_ns):
+            changed = (st.st_size, st.st_mtime_ns) != (t.size, t.mtime_ns)
+            if changed or path in self.writing:
                 self.tracked[path] = _Tracked(
                     st.st_size, st.st_mtime_ns, now + self.settle, t.first_seen
                 )
@@ -174,7 +191,10 @@ class FolderWatch:
         if now - t.first_seen > self.stuck_after and path not in self._stuck_logged:
             self._stuck_logged.add(path)
             logger.warning(
-                "folder.file_never_settles", path=str(path), seconds=round(now - t.first_seen)
+                "folder.file_never_settles",
+                path=str(path),
+                seconds=round(now - t.first_seen),
+                why="still open for writing" if path in self.writing else "still changing",
             )
 
 
@@ -193,11 +213,13 @@ class Watcher:
             return "polling"
         return "inotify"
 
-    def start(self, roots: list[tuple[Path, bool]]) -> str:
+    def start(self, roots: list[tuple[Path, bool, bool]]) -> str:
+        """Watch each ``(root, recursive, opens)``; ``opens`` for folders whose files are taken
+        away (a creator still writing a file is then known before its first write)."""
         try:
             self._inotify = Inotify(skip=lambda name: is_junk(name, self._extra))
-            for root, recursive in roots:
-                self._inotify.add_tree(root, recursive)
+            for root, recursive, opens in roots:
+                self._inotify.add_tree(root, recursive, opens)
         except OSError as exc:
             logger.error(
                 "folder.inotify_unavailable",

@@ -10,7 +10,8 @@ names a commit on the branch.
 
 A file is decoded and classified exactly as a dropped file is (:mod:`aicoderd.sources.extract`);
 which files count is :mod:`aicoderd.sources.repofiles`; the licence is
-:mod:`aicoderd.sources.licences`. Documents are ``<repo url>@<path>``, stable across commits.
+:mod:`aicoderd.sources.licences`. Documents are ``<repo url>@<path>``, stable across commits,
+the path written by :func:`aicoderd.sources.pathnames.uri_path`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,16 @@ from aicoderd.config import GitSource
 from aicoderd.errors import IngestRefused, SourceError
 from aicoderd.sources import licences
 from aicoderd.sources.base import FetchedDocument, SourceRun
-from aicoderd.sources.extract import ExtractLimits, extract
+from aicoderd.sources.extract import extract
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.gitrepo import MODE_NAMES, REGULAR_MODES, Entry, GitRepo
 from aicoderd.sources.kinds import ARCHIVE, HEAD_BYTES, kind_of
+from aicoderd.sources.pathnames import uri_path
 from aicoderd.sources.repofiles import Rules, text_skip
 
-# Bump when the built-in file rules change: the next run then lists the whole tree again.
-RULES_VERSION = 1
+# Bump when the built-in file rules (or how a path is named in a uri) change: the next run then
+# lists the whole tree again. 2: paths in uris escape "%" and bytes that are not UTF-8.
+RULES_VERSION = 2
 CLONE_DIR = "repo.git"
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _SCP_LIKE = re.compile(r"^(?:[^@/:]+@)?[^/:]+:(?!//)")  # user@host:path, as git reads it
@@ -197,13 +201,7 @@ def _pyproject_licence(text: str | None) -> str | None:
 
 
 def _limits(run: SourceRun, config: GitSource) -> ExtractLimits:
-    ingest = run.settings.ingest
-    return ExtractLimits(
-        max_file_bytes=int(config.max_file_bytes),
-        archive_max_members=ingest.archive_max_members,
-        archive_max_total_bytes=int(ingest.archive_max_total_bytes),
-        archive_max_ratio=ingest.archive_max_ratio,
-    )
+    return ExtractLimits.from_config(run.settings.ingest, int(config.max_file_bytes))
 
 
 # -- reading files ------------------------------------------------------------------------------
@@ -232,7 +230,7 @@ class _Sync:
         self.skipped: Counter[str] = Counter()
 
     def uri(self, path: str) -> str:
-        return f"{self.remote.display}@{path}"
+        return f"{self.remote.display}@{uri_path(path)}"
 
     def everything(self) -> None:
         """Every file of the tree; what is not read again is retired by ``run.finish``."""
@@ -242,7 +240,7 @@ class _Sync:
         """Only what changed since ``old``; every other stored file is kept as it is."""
         changed = self.repo.changes(old, self.commit) if old != self.commit else []
         touched = {self.uri(c.path) for c in changed}
-        for uri in self.run.store.file_locations(self.run.key):
+        for uri in self.run.store.documents.file_locations(self.run.key):
             if uri not in touched:
                 self.run.keep(uri)
         self.run.retire(self.uri(c.path) for c in changed if c.status == "D")
@@ -302,7 +300,7 @@ class _Sync:
             "repo": self.remote.display,
             "branch": self.branch,
             "commit": self.commit,
-            "path": entry.path,
+            "path": uri_path(entry.path),
             "blob": entry.sha,
             "licence": own or self.context.licence,
             "licence_from": "header" if own else "repository" if self.context.licence else None,

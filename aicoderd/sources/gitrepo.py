@@ -7,6 +7,11 @@ never followed, only the configured protocols are allowed, nothing prompts, the 
 system's git config are ignored, and blobs over the size cap stay on the server
 (``--filter=blob:limit``) and are never fetched lazily afterwards. Every command runs through
 :mod:`aicoderd.execute` with a timeout.
+
+Paths (and ref names) are bytes to git, not necessarily UTF-8: every output is read as bytes
+(NUL-separated where it holds paths) and decoded with ``surrogateescape``, which keeps each
+byte that is not UTF-8 as a lone surrogate, so the name is exact (``os.fsencode`` gives the
+bytes back) and one odd name never fails the whole source.
 """
 
 from __future__ import annotations
@@ -118,20 +123,21 @@ class GitRepo:
 
     def current_branch(self) -> str:
         """The branch the clone was made from (the remote's default when none was named)."""
-        ref = self._run("symbolic-ref", "HEAD").strip()
-        return ref.removeprefix("refs/heads/")
+        return self._text("symbolic-ref", "HEAD").removeprefix("refs/heads/")
 
     def remote_url(self) -> str | None:
         try:
-            return self._run("config", "--get", "remote.origin.url").strip() or None
+            return self._text("config", "--get", "remote.origin.url") or None
         except SourceError:
             return None
 
     # -- reading -----------------------------------------------------------------------------
 
     def commit_of(self, rev: str) -> str | None:
-        out = self._run("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False)
-        sha = out.strip()
+        try:
+            sha = self._text("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        except SourceError:  # no such commit (exit 1)
+            return None
         return sha if _SHA.match(sha) else None
 
     def is_ancestor(self, old: str, new: str) -> bool:
@@ -146,7 +152,7 @@ class GitRepo:
     def tree(self, commit: str, *, recursive: bool = True) -> list[Entry]:
         """Every entry of ``commit``'s tree (only the top level unless ``recursive``)."""
         args = ["ls-tree", "-z", "--full-tree", *(["-r"] if recursive else []), commit]
-        out = self._run_bytes(*args)
+        out = self._run(*args)
         entries = []
         for record in out.split(b"\0"):
             if record:
@@ -157,7 +163,7 @@ class GitRepo:
 
     def changes(self, old: str, new: str) -> list[Entry]:
         """Paths whose content or mode differs between two commits (renames as delete + add)."""
-        out = self._run_bytes("diff-tree", "-r", "-z", "--no-renames", old, new).split(b"\0")
+        out = self._run("diff-tree", "-r", "-z", "--no-renames", old, new).split(b"\0")
         changed = []
         for header, path in zip(out[0::2], out[1::2], strict=False):
             _old_mode, mode, _old_sha, sha, status = header.decode().lstrip(":").split()
@@ -167,13 +173,14 @@ class GitRepo:
     def missing(self, commit: str) -> set[str]:
         """Objects of ``commit``'s tree left on the server by the clone's size filter."""
         out = self._run("rev-list", "--objects", "--missing=print", "--no-walk", commit)
-        return {line[1:] for line in out.splitlines() if line.startswith("?")}
+        # "<sha> <path>" lines (the path in git's bytes), and "?<sha>" for each missing object
+        return {line[1:].decode() for line in out.splitlines() if line.startswith(b"?")}
 
     def sizes(self, shas: Sequence[str]) -> dict[str, int]:
         """Size of each (present) object."""
         if not shas:
             return {}
-        out = self._run_bytes("cat-file", "--batch-check", input="\n".join(shas) + "\n")
+        out = self._run("cat-file", "--batch-check", input="\n".join(shas) + "\n")
         sizes = {}
         for line in out.decode().splitlines():
             sha, _type, size = line.split()
@@ -194,7 +201,7 @@ class GitRepo:
             yield from self._read_batch(batch)
 
     def _read_batch(self, shas: list[str]) -> Iterator[tuple[str, bytes]]:
-        out = self._run_bytes("cat-file", "--batch", input="\n".join(shas) + "\n")
+        out = self._run("cat-file", "--batch", input="\n".join(shas) + "\n")
         pos = 0
         for _ in shas:
             end = out.index(b"\n", pos)
@@ -216,24 +223,21 @@ class GitRepo:
         # GIT_ALLOW_PROTOCOL overrides protocol.*.allow, also for remote helpers' transports.
         return {**_ENV, "GIT_ALLOW_PROTOCOL": ":".join(self.protocols)}
 
-    def _run(self, *args: str, git_dir: bool = True, check: bool = True) -> str:
-        try:
-            return execute.run(
-                self._command(args, git_dir), timeout=self.timeout, check=check, env=self._env()
-            )
-        except CommandError as exc:
-            raise _error(args[0], exc) from exc
-
-    def _run_bytes(self, *args: str, input: str = "") -> bytes:
+    def _run(self, *args: str, git_dir: bool = True, input: str = "") -> bytes:
+        """git's standard output, as bytes."""
         try:
             return execute.run_bytes(
-                self._command(args, True),
+                self._command(args, git_dir),
                 input=input.encode(),
                 timeout=self.timeout,
                 env=self._env(),
             )
         except CommandError as exc:
             raise _error(args[0], exc) from exc
+
+    def _text(self, *args: str) -> str:
+        """A one-line answer (a ref, a sha, a URL), its bytes kept exactly (see above)."""
+        return _path(self._run(*args).strip())
 
 
 def _error(command: str, exc: CommandError) -> SourceError:
@@ -243,5 +247,4 @@ def _error(command: str, exc: CommandError) -> SourceError:
 
 
 def _path(raw: bytes) -> str:
-    # Paths are bytes to git; a name that is not UTF-8 keeps its odd bytes as \xNN escapes.
-    return raw.decode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "surrogateescape")

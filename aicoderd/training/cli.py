@@ -16,9 +16,8 @@ from aicoderd import protocol
 from aicoderd.config import Settings, TrainingConfig
 from aicoderd.errors import TrainingError
 from aicoderd.store import Store
-from aicoderd.training import evaluate as gate
-from aicoderd.training import report, versions
-from aicoderd.training.feedback import read_feedback
+from aicoderd.training import gate, preferences, report, versions
+from aicoderd.training.preferences import FeedbackSet
 from aicoderd.training.pretrain import Hooks
 
 
@@ -123,7 +122,7 @@ def finetune(args: argparse.Namespace, settings: Settings) -> int:
     with _Stop() as stop:
         metrics = run(
             base,
-            [Path(f) for f in args.feedback],
+            preferences.from_files([Path(f) for f in args.feedback]),
             Path(args.out),
             cfg,
             corpus_dir=corpus,
@@ -162,18 +161,22 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     corpus = _corpus_for(args.corpus, model, settings)
     if corpus is None:
         raise TrainingError(f"no corpus to evaluate {model} on: pass --corpus")
-    files = [Path(f) for f in args.feedback] if args.feedback else settings.feedback_files()
-    fb = read_feedback(files)
+    fb = _feedback_for_eval(args, settings)
     device = settings.training.device
     result = gate.evaluate(model, corpus, fb, device=device)
     against = decision = None
     if args.against:
         other = versions.resolve(settings.models_dir, args.against)
         against = gate.evaluate(other, corpus, fb, device=device)
-        decision = gate.gate(result, against, settings.training.gate_tolerance)
+        decision = gate.decide(result, against, settings.training.gate_tolerance)
     store = Store(settings.state_db)
     try:
-        gate.record(store, result, against, decision, settings.training.gate_tolerance)
+        store.evals.record(
+            result,
+            against,
+            decision.promoted if decision else None,
+            settings.training.gate_tolerance,
+        )
     finally:
         store.close()
     out = {**result, "against": against}
@@ -187,6 +190,19 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
             _print_eval(against)
             print(f"{'promote' if decision.promoted else 'keep current'}: {decision.reason}")
     return protocol.EXIT_FAILED if decision is not None and not decision.promoted else 0
+
+
+def _feedback_for_eval(args: argparse.Namespace, settings: Settings) -> FeedbackSet:
+    """--feedback files, else the records the daemon stored (none without a state.db)."""
+    if args.feedback:
+        return preferences.from_files([Path(f) for f in args.feedback]).examples
+    if not settings.state_db.exists():
+        return FeedbackSet()
+    store = Store(settings.state_db)
+    try:
+        return preferences.from_store(store.feedback.records()).examples
+    finally:
+        store.close()
 
 
 def _print_eval(r: dict[str, Any]) -> None:

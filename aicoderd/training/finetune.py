@@ -25,8 +25,8 @@ from aicoderd.config import TrainingConfig
 from aicoderd.errors import JobSkipped
 from aicoderd.training import data, likelihood, optim, report, runtime
 from aicoderd.training.corpus import load_corpus
-from aicoderd.training.evaluate import load_model
-from aicoderd.training.feedback import Example, FeedbackSet, no_usable_feedback, read_feedback
+from aicoderd.training.gate import load_model
+from aicoderd.training.preferences import Example, Feedback, FeedbackSet
 from aicoderd.training.pretrain import Hooks
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 def finetune(
     base_dir: Path,
-    feedback_files: list[Path],
+    feedback: Feedback,
     out_dir: Path,
     cfg: TrainingConfig,
     *,
@@ -44,13 +44,13 @@ def finetune(
     hooks: Hooks | None = None,
 ) -> dict[str, Any]:
     """Finetune the model in ``base_dir`` into ``out_dir``; :class:`JobSkipped` when the
-    files hold no usable feedback."""
+    feedback holds nothing usable."""
     import torch
 
     hooks = hooks or Hooks()
-    fb = read_feedback(feedback_files)
+    fb = feedback.examples
     if not fb.usable:
-        raise JobSkipped(no_usable_feedback(feedback_files))
+        raise JobSkipped(feedback.nothing_usable())
     rt = runtime.detect(cfg.device)
     model, tok = load_model(base_dir, rt.device)
     context = int(model.config.max_position_embeddings)
@@ -123,7 +123,7 @@ def finetune(
     metrics: dict[str, Any] = {
         "kind": "finetune",
         "base": str(base_dir.absolute()),
-        "feedback_files": [str(f) for f in feedback_files],
+        "feedback": feedback.origin,
         "examples": {
             "chosen": len(fb.chosen),
             "pairs": len(fb.pairs),

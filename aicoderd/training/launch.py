@@ -9,6 +9,7 @@ it to the workers: they checkpoint and stop.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from aicoderd import children, log
 from aicoderd.config import Settings, TrainingConfig
 from aicoderd.errors import TrainingError
 from aicoderd.jobctx import JobContext
@@ -23,15 +25,9 @@ from aicoderd.jobctx import JobContext
 
 def torchrun_command(spec_path: Path, cfg: TrainingConfig) -> list[str]:
     """The command line the job runs (``torchrun`` is ``python -m torch.distributed.run``)."""
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        *cfg.torchrun_args,
-        "-m",
-        "aicoderd.training.launch",
-        str(spec_path),
-    ]
+    return children.python(
+        "-m", "torch.distributed.run", *cfg.torchrun_args, "-m", __name__, str(spec_path)
+    )
 
 
 def run_torchrun(
@@ -46,7 +42,11 @@ def run_torchrun(
     result: dict[str, Any] | None = None
     try:
         proc = subprocess.Popen(
-            torchrun_command(spec_path, cfg), stdout=subprocess.PIPE, text=True, bufsize=1
+            torchrun_command(spec_path, cfg),
+            stdout=subprocess.PIPE,  # the workers' messages; their logs go to our stderr
+            text=True,
+            bufsize=1,
+            env=children.environment(),
         )
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -79,11 +79,15 @@ def _message(line: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """One torchrun worker: read the spec, train, print JSON lines (first process only)."""
+    """One torchrun worker: read the spec, train, write JSON lines to stdout (first process
+    only); everything else that would print goes to stderr, the job's log."""
     from aicoderd.training.pretrain import Hooks, pretrain
 
+    messages = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     spec = json.loads(Path((argv or sys.argv[1:])[0]).read_text())
     settings = Settings.model_validate(spec["settings"])
+    log.configure(settings.log_level, "json", stream=sys.stderr)
     stop = {"requested": False}
 
     def on_term(signum: int, frame: object) -> None:
@@ -92,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
 
     def emit(message: dict[str, Any]) -> None:
-        print(json.dumps(message), flush=True)
+        messages.write(json.dumps(message) + "\n")
+        messages.flush()
 
     if spec["action"] != "train":
         raise TrainingError(f"unknown launch action {spec['action']!r}")
@@ -108,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
             should_stop=lambda: stop["requested"],
         ),
     )
-    import os
-
     if os.environ.get("RANK", "0") == "0":
         emit({"type": "result", **{k: v for k, v in metrics.items() if k != "history"}})
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aicoderd.training import prompt
-from aicoderd.training.feedback import Example
+from aicoderd.training.preferences import Example
 
 if TYPE_CHECKING:
     import torch

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import gguf
@@ -10,10 +13,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from aicoderd import config
 from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
-from aicoderd.export import convert, quantize
+from aicoderd.export import convert, quantize, vocab
+from aicoderd.gguf_types import OUTPUT_TYPES
 from aicoderd.training import prompt
 
 
@@ -95,13 +98,12 @@ def test_one_d_tensors_stay_f32_and_quantized_types_recorded(
 
 def test_in_process_types_are_what_gguf_can_quantize() -> None:
     for name in C.IN_PROCESS_TYPES:
-        assert quantize.can_quantize(C.OUTPUT_TYPES[name].ggml), name
+        assert quantize.can_quantize(OUTPUT_TYPES[name].ggml), name
     assert not quantize.can_quantize("Q4_K")  # k-quants: llama-quantize or Ollama
-    assert set(config.ExportType.__args__) == set(C.OUTPUT_TYPES)  # type: ignore[attr-defined]
 
 
 def test_refusals(llama_dir: Path, tmp_path: Path) -> None:
-    with pytest.raises(ExportError, match="cannot be made in process"):
+    with pytest.raises(ExportError, match="is not made in process"):
         convert.export(llama_dir, tmp_path / "k.gguf", "q4_k_m")
     with pytest.raises(ExportError, match="not an HF model directory"):
         convert.export(tmp_path, tmp_path / "x.gguf", "f16")
@@ -122,3 +124,47 @@ def test_refusals(llama_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="not GPT-2's, Llama-3's or Qwen2's regex"):
         convert.export(bad, tmp_path / "x.gguf", "f16")
     assert not list(tmp_path.glob("*.gguf"))
+
+
+def test_vocabulary_is_read_as_transformers_reads_it(llama_dir: Path, tmp_path: Path) -> None:
+    """The training stage's directories are read with ``tokenizers`` alone; the result is
+    AutoTokenizer's own pipeline. A model type transformers rebuilds (qwen2) goes through it."""
+    config = convert.read_config(llama_dir)
+    written = json.loads((llama_dir / "tokenizer.json").read_text())
+    assert vocab.loaded_as_written(llama_dir, config, written)
+    assert vocab.backend(llama_dir, config).to_str() == vocab.as_loaded(llama_dir).to_str()
+    qwen = tmp_path / "qwen"
+    shutil.copytree(llama_dir, qwen)
+    (qwen / "config.json").write_text(json.dumps(config | {"model_type": "qwen2"}))
+    assert not vocab.loaded_as_written(qwen, config | {"model_type": "qwen2"}, written)
+    # transformers gives a qwen2 model Qwen2's split regex whatever tokenizer.json says
+    assert vocab.read(qwen, config["vocab_size"], convert.read_config(qwen)).pre == C.PRE_QWEN2
+    assert vocab.read(llama_dir, config["vocab_size"], config).pre == C.PRE_GPT2
+
+
+def test_converter_never_imports_transformers(llama_dir: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from aicoderd.export import convert;"
+        f"convert.export(Path({str(llama_dir)!r}), Path({str(tmp_path / 'm.gguf')!r}), 'q8_0');"
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+@pytest.mark.parametrize("out_type", C.IN_PROCESS_TYPES)
+def test_threaded_encoding_gives_the_same_bytes(out_type: str) -> None:
+    """Row ranges on several threads against gguf's own quantizer on the whole matrix."""
+    ggml = OUTPUT_TYPES[out_type].ggml
+    rng = np.random.default_rng(7)
+    data = rng.standard_normal((1030, 2048), dtype=np.float32)  # > one piece, uneven split
+    data[3, :40] = [0.0, -0.0, 1e-8, 6e-8, 65504.0, 7e4, -7e4, 1e30] * 5  # f16 overflows too
+    with quantize.Encoder(threads=3) as encoder:
+        got = encoder.encode(data, ggml)
+    if ggml == "F32":
+        whole = data.view(np.uint8)
+    else:
+        whole = gguf.quants.quantize(data, gguf.GGMLQuantizationType[ggml]).view(np.uint8)
+    np.testing.assert_array_equal(got, whole.reshape(got.shape))

@@ -21,8 +21,8 @@ from werkzeug import Request, Response
 
 from aicoderd.config import Settings
 from aicoderd.jobctx import JobContext
-from aicoderd.sources import job
-from aicoderd.sources.base import FETCHERS, FetchedDocument, SourceRun, load_state
+from aicoderd.sources import fetch_job as job
+from aicoderd.sources.base import FETCHERS, FetchedDocument, SourceRun
 from aicoderd.store import DocumentFiles, Store
 
 LAST_MODIFIED = "Sat, 02 Mar 2024 10:00:00 GMT"
@@ -148,7 +148,7 @@ def run_source(data_dir: Path, source: dict[str, Any]) -> dict[str, Any]:
     settings = Settings(
         data_dir=data_dir, socket=data_dir / "api.sock", folders=[], sources=[source]
     )
-    ctx = JobContext(1, settings, out=io.StringIO())
+    ctx = JobContext(1, settings, io.StringIO())
     return job.run({"source": source["name"], "force": True}, ctx)
 
 
@@ -183,7 +183,7 @@ def run_dying(
         settings=settings,
         store=store,
         files=DocumentFiles(settings.documents_dir),
-        state=load_state(store, source["name"]),
+        state=store.sources.state(source["name"]),
         batch_documents=batch_documents,
         batch_seconds=3600,
     )
@@ -204,7 +204,7 @@ def run_dying(
 def source_state(data_dir: Path, name: str) -> dict[str, Any]:
     store = Store(data_dir / "state.db")
     try:
-        return load_state(store, name)
+        return store.sources.state(name)
     finally:
         store.close()
 
@@ -213,7 +213,7 @@ def stored(data_dir: Path, source_key: str) -> dict[str, tuple[str, dict[str, An
     """uri → (text, meta) of the documents a source holds now."""
     store = Store(data_dir / "state.db")
     files = DocumentFiles(data_dir / "documents")
-    with store.read() as db:
+    with store.db.read() as db:
         rows = db.execute(
             "SELECT l.uri, l.meta, d.sha256 FROM locations l JOIN documents d"
             " ON d.id = l.document_id WHERE l.source=? AND l.present=1",
@@ -225,7 +225,7 @@ def stored(data_dir: Path, source_key: str) -> dict[str, tuple[str, dict[str, An
 
 def document_statuses(data_dir: Path) -> dict[str, int]:
     store = Store(data_dir / "state.db")
-    with store.read() as db:
+    with store.db.read() as db:
         rows = db.execute("SELECT status, COUNT(*) n FROM documents GROUP BY status").fetchall()
     store.close()
     return {r["status"]: r["n"] for r in rows}

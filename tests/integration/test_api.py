@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -156,6 +157,30 @@ def test_job_runs_in_a_child_process_and_reports_progress(daemon: DaemonProc) ->
     assert types.count("job.progress") == 5 and "job.succeeded" in types
 
 
+def test_a_jobs_log_is_kept_apart_from_its_messages(daemon: DaemonProc) -> None:
+    """What a job's process logs or prints never reaches the result channel: it lands in the
+    job's log (API and `aicoder jobs log`) and in the daemon's log, tagged with the job."""
+    job_id = daemon.client.post("/v1/jobs", json={"kind": "test.chatty"}).json()["id"]
+    done = wait_for(
+        lambda: (j := daemon.get(f"/v1/jobs/{job_id}").json())["state"] == "succeeded" and j
+    )
+    assert done["result"] == {"said": 3} and done["progress"] == {"step": 1, "total": 1}
+    resp = daemon.get(f"/v1/jobs/{job_id}/log")
+    text = resp.text
+    assert resp.headers["X-Log-Size"] == str(len(resp.content))
+    for line in ("chatty.working", "a library printing to stdout", "a warning on stderr"):
+        assert line in text
+    entry = next(json.loads(x) for x in text.splitlines() if "chatty.working" in x)
+    assert entry["job_id"] == job_id and entry["answer"] == 42
+    tail = daemon.get(f"/v1/jobs/{job_id}/log", params={"offset": len(resp.content) - 10})
+    assert tail.content == resp.content[-10:]
+    out = daemon.cli("jobs", "log", str(job_id))
+    assert out.returncode == 0 and "a warning on stderr" in out.stdout
+    forwarded = [x for x in daemon.logs().splitlines() if "chatty.working" in x]
+    assert forwarded and f'"job_id": {job_id}' in forwarded[0]
+    assert daemon.get("/v1/jobs/999999/log").status_code == 404
+
+
 def test_failed_and_skipped_jobs(daemon: DaemonProc) -> None:
     ids = [
         daemon.client.post("/v1/jobs", json={"kind": k}).json()["id"]
@@ -237,7 +262,9 @@ def test_sigterm_requeues_running_job_and_exits_cleanly(make_daemon) -> None:
     assert time.monotonic() - t0 < 15
     assert not d.socket.exists()
     d.start()
-    assert d.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running")
+    again = wait_for(lambda: (j := d.get(f"/v1/jobs/{job_id}").json())["attempts"] == 2 and j)
+    assert again["state"] == "running"  # requeued by the shutdown, started again
+    d.client.delete(f"/v1/jobs/{job_id}")
 
 
 def test_second_daemon_on_the_same_data_dir_refuses(daemon: DaemonProc) -> None:
@@ -265,3 +292,65 @@ def test_documents_listing_pages(daemon: DaemonProc) -> None:
     assert doc["status"] == "stored" and doc["kind"] == "text"
     stored = daemon.data_dir / "documents" / doc["sha256"][:2] / f"{doc['sha256']}.txt"
     assert stored.read_text() == "document number 0\n"
+
+
+def test_hostile_numbers_and_bodies_are_400_with_the_error_shape(daemon: DaemonProc) -> None:
+    huge = str(10**30)
+    answers = [
+        daemon.get(f"/v1/jobs/{huge}"),
+        daemon.get("/v1/documents", params={"after": huge}),
+        daemon.get("/v1/documents", params={"limit": huge}),
+        daemon.get("/v1/jobs", params={"limit": "-1"}),
+        daemon.get("/v1/events", params={"since": huge}),
+        daemon.client.post(
+            "/v1/jobs",
+            content=b'{"kind": "test.sleep", "params": {"x": NaN}}',
+            headers={"Content-Type": "application/json"},
+        ),
+        daemon.client.post(
+            "/v1/jobs",
+            content=b'{"kind": "test.sleep", "params": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            headers={"Content-Type": "application/json"},
+        ),
+        daemon.client.post(
+            "/v1/ingest",
+            content=b'{"paths": ' + b"[" * 50 + b"]" * 50 + b"}",
+            headers={"Content-Type": "application/json"},
+        ),
+    ]
+    for resp in answers:
+        assert resp.status_code == 400, (resp.request.url, resp.text[:200])
+        assert set(resp.json()["error"]) == {"code", "message"}
+    assert daemon.get("/v1/jobs").json()["jobs"] == []  # nothing was stored
+    assert daemon.status()["jobs"]["queued"] == 0
+
+
+def test_idle_and_half_open_connections_are_closed_and_capped(make_daemon) -> None:
+    """A client that connects and says nothing, or half a request, is closed after the idle
+    timeout; past the connection cap a new connection gets a 503 at once, and the API keeps
+    answering."""
+    d = make_daemon(api={"idle_timeout_seconds": 1.0, "max_connections": 20}).start()
+    silent = [_connect(d.socket) for _ in range(15)]
+    half = _connect(d.socket)
+    half.sendall(b"GET /v1/status HTTP/1.1\r\nHost: aicoderd\r\n")  # never finished
+    held = [*silent, half]
+    extra = [_connect(d.socket) for _ in range(8)]  # 24 in all: the last ones are refused
+    refused = [c for c in extra if c.recv(4096).startswith(b"HTTP/1.1 503")]
+    assert len(refused) >= 4
+    t0 = time.monotonic()
+    for c in held:  # the daemon hangs up (at most with an error answer): then EOF
+        c.settimeout(10)
+        first = c.recv(4096)
+        assert first == b"" or first.startswith(b"HTTP/1.1 4"), first[:60]
+        while first:
+            first = c.recv(4096)
+    assert time.monotonic() - t0 < 8
+    assert d.status()["version"]  # and it still answers
+    for c in held + extra:
+        c.close()
+
+
+def _connect(path: Path) -> socket.socket:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(path))
+    return s

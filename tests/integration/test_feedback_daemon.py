@@ -109,3 +109,71 @@ def test_several_configured_files(make_daemon, tmp_path: Path) -> None:
     append(a, record())
     append(b, record(), "{}")
     wait_for(lambda: counts(d) == (2, 1))
+
+
+def events(d: DaemonProc, kind: str) -> list[dict[str, Any]]:
+    found = d.get("/v1/events", params={"since": 0}).text.splitlines()
+    return [e for e in map(json.loads, found) if e["type"] == kind]
+
+
+def rewrite(path: Path, *records: dict[str, Any]) -> None:
+    """Truncate in place (the inode stays) and write new content in one write()."""
+    with open(path, "r+") as fh:
+        fh.truncate(0)
+        fh.write("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_rewrite_longer_than_the_offset_is_read_from_the_start(daemon: DaemonProc) -> None:
+    path = daemon.data_dir / "feedback" / "user_feedback.jsonl"
+    first = [record(), record()]
+    append(path, *first)
+    wait_for(lambda: counts(daemon) == (2, 0))
+    inode = path.stat().st_ino
+    # A rewrite between two polls: a record already stored, then new ones, past the old end.
+    rewrite(path, first[0], record(prompt="x" * 400), record(), record())
+    assert path.stat().st_ino == inode
+    wait_for(lambda: counts(daemon) == (5, 0))
+    assert len(set(stored_ids(daemon))) == 5
+
+
+def test_rewrite_while_stopped_is_read_from_the_start(make_daemon) -> None:
+    d = make_daemon().start()
+    path = d.data_dir / "feedback" / "user_feedback.jsonl"
+    append(path, record(), record())
+    wait_for(lambda: counts(d) == (2, 0))
+    d.stop()
+    rewrite(path, *[record(prompt="y" * 300) for _ in range(3)])
+    d.start()
+    wait_for(lambda: counts(d) == (5, 0))
+    assert events(d, "feedback.rewritten")[0]["file"] == str(path)
+
+
+def test_rotation_while_stopped_reads_the_rotated_tail_first(make_daemon) -> None:
+    d = make_daemon().start()
+    path = d.data_dir / "feedback" / "user_feedback.jsonl"
+    append(path, record(), record())
+    wait_for(lambda: counts(d) == (2, 0))
+    d.stop()
+    append(path, record(), record(verdict="rejected"))  # written before the rotation
+    os.rename(path, path.with_name("user_feedback.jsonl.1"))
+    append(path, record(), record())
+    d.start()
+    wait_for(lambda: counts(d) == (6, 0))
+    time.sleep(1.0)  # five polls: nothing read twice
+    assert counts(d) == (6, 0) and len(stored_ids(d)) == 6
+
+
+def test_rotated_file_gone_while_stopped_says_records_may_be_lost(make_daemon) -> None:
+    d = make_daemon().start()
+    path = d.data_dir / "feedback" / "user_feedback.jsonl"
+    append(path, record())
+    wait_for(lambda: counts(d) == (1, 0))
+    d.stop()
+    (path.parent / "archive").mkdir()
+    os.rename(path, path.parent / "archive" / path.name)  # rotated out of the folder
+    append(path, record())
+    d.start()
+    wait_for(lambda: counts(d) == (2, 0))
+    lost = wait_for(lambda: events(d, "feedback.maybe_lost"))
+    assert lost[0]["file"] == str(path) and lost[0]["offset"] > 0
+    assert any(e.get("event") == "feedback.maybe_lost" for e in d.log_events())

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import random
 import sqlite3
+import tarfile
 import time
 import zipfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.conftest import DaemonProc, wait_for
 
@@ -43,20 +47,56 @@ def test_a_thousand_dropped_files_are_each_ingested_once(daemon: DaemonProc) -> 
     assert status["documents"]["by_source"] == {f"folder:{daemon.inbox}": 1000}
 
 
-def test_a_slowly_written_file_is_taken_once_and_whole(make_daemon) -> None:
-    d = make_daemon(ingest={"settle_seconds": 1.0}).start()
+@pytest.mark.parametrize("first_write", [True, False], ids=["pause-mid-file", "pause-before"])
+def test_a_writer_pausing_longer_than_the_settle_time_loses_nothing(
+    make_daemon, first_write: bool
+) -> None:
+    """The file stays while its writer holds it open (inotify), whatever the settle time."""
+    d = make_daemon(ingest={"settle_seconds": 0.2}).start()
     target = d.inbox / "slow.py"
-    chunks = [f"# chunk {i}\nx{i} = {i}\n" for i in range(8)]
-    with open(target, "w") as fh:
-        for chunk in chunks:
+    chunks = [f"# chunk {i}\nx{i} = {i}\n" for i in range(3)]
+    with open(target, "w") as fh:  # like `generate > slow.py`
+        if first_write:
+            fh.write(chunks[0])
+            fh.flush()
+        # Ten settle periods: long enough that the daemon surely looked (pending counts it).
+        wait_for(lambda: d.status()["documents"]["pending"] == 1, timeout=30)
+        time.sleep(2.0)
+        assert target.exists() and d.status()["documents"]["total"] == 0
+        for chunk in chunks[1 if first_write else 0 :]:
             fh.write(chunk)
             fh.flush()
-            time.sleep(0.3)
     wait_for(lambda: d.status()["documents"]["total"] == 1, timeout=30)
-    time.sleep(1.5)
+    d.wait_idle()
     rows = db_rows(d, "SELECT sha256 FROM documents")
-    assert len(rows) == 1
+    assert len(rows) == 1 and d.status()["documents"]["failed"] == 0
     assert stored_text(d, rows[0][0]) == "".join(chunks)
+    assert not (d.inbox / ".failed").exists()
+
+
+def test_a_file_its_writer_never_closes_is_reported_and_kept(make_daemon) -> None:
+    d = make_daemon(ingest={"settle_seconds": 0.2, "stuck_after_seconds": 1.0}).start()
+    target = d.inbox / "held.log.txt"
+    with open(target, "w") as fh:
+        fh.write("first line\n")
+        fh.flush()
+
+        def reported() -> bool:
+            return any(
+                e.get("event") == "folder.file_never_settles"
+                and e.get("path") == str(target)
+                and e.get("why") == "still open for writing"
+                for e in d.log_events()
+            )
+
+        wait_for(reported, timeout=30)
+        assert target.exists()
+        status = d.status()["documents"]
+        assert (status["total"], status["pending"]) == (0, 1)
+        fh.write("second line\n")
+    wait_for(lambda: d.status()["documents"]["total"] == 1, timeout=30)
+    (sha,) = db_rows(d, "SELECT sha256 FROM documents")[0]
+    assert stored_text(d, sha) == "first line\nsecond line\n"
 
 
 def test_same_content_under_other_names_is_one_document(daemon: DaemonProc) -> None:
@@ -66,6 +106,75 @@ def test_same_content_under_other_names_is_one_document(daemon: DaemonProc) -> N
     wait_for(lambda: len(db_rows(daemon, "SELECT * FROM locations")) == 3)
     assert daemon.wait_idle()["documents"]["total"] == 1
     assert not any(p.is_file() for p in daemon.inbox.rglob("*"))
+
+
+def test_legacy_encodings_are_stored_as_their_authors_wrote_them(daemon: DaemonProc) -> None:
+    texts = {
+        "recette.txt": ("Le café est très bon ... crème brûlée à la française.\n", "latin-1"),
+        "util.py": ("def f():\n    # naïve approach, © Müller\n    return 1\n", "cp1252"),
+        "zprava.txt": ("Dobrý den, přeji hezký večer. Příliš žluťoučký kůň.\n", "cp1250"),
+        "pismo.txt": ("Zażółć gęślą jaźń. Łódź leży w Polsce.\n", "iso-8859-2"),
+        "privet.txt": ("Привет, как дела? Сегодня хорошая погода.\n", "koi8-r"),
+        "nihongo.txt": ("東京は日本の首都です。今日はいい天気ですね。\n", "shift_jis"),
+    }
+    for name, (text, encoding) in texts.items():
+        (daemon.inbox / name).write_bytes(text.encode(encoding))
+    wait_for(lambda: daemon.status()["documents"]["total"] == len(texts), timeout=60)
+    for text, _ in texts.values():
+        assert stored_text(daemon, hashlib.sha256(text.encode()).hexdigest()) == text
+
+
+def test_names_that_are_not_utf8_are_stored_under_an_exact_uri(make_daemon, tmp_path: Path) -> None:
+    """A file name is bytes: one that is not UTF-8 must neither fail the batch it is in nor
+    lose its identity (its uri writes such bytes as %XX and "%" as %25)."""
+    project = tmp_path / "project"
+    project.mkdir()
+    d = make_daemon()
+    mirror = {"path": str(project), "mode": "mirror"}
+    d.write_config({**d.config, "folders": [*d.config["folders"], mirror]})
+    d.start()
+    odd = os.fsdecode(b"caf\xe9.py")
+    (project / odd).write_text("CAFE = 1\n")
+    (project / "100%.py").write_text("PERCENT = 2\n")
+    wait_for(lambda: d.status()["documents"]["total"] == 2)
+    uris = {r[0] for r in db_rows(d, "SELECT uri FROM documents")}
+    assert uris == {f"{project}/caf%E9.py", f"{project}/100%25.py"}
+    (project / odd).unlink()  # retired through its event, under the same uri
+    wait_for(lambda: d.status()["documents"]["retired"] == 1)
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as archive:
+        info = tarfile.TarInfo(os.fsdecode(b"pkg/na\xefve.py"))  # a Latin-1 member name
+        info.size = len(b"NAIVE = 3\n")
+        archive.addfile(info, io.BytesIO(b"NAIVE = 3\n"))
+    drops = {
+        os.fsdecode(b"r\xe9sum\xe9.txt"): b"Curriculum vitae\n",
+        os.fsdecode(b"bundle\xff.tar"): buf.getvalue(),
+        os.fsdecode(b"blob\xff.bin"): b"\x00\x01" * 20,  # refused: set aside, not lost
+        "plain.py": b"PLAIN = 4\n",
+    }
+    for name, data in drops.items():
+        (d.inbox / name).write_bytes(data)
+
+    def taken() -> bool:
+        left = [name for name in os.listdir(d.inbox) if not name.startswith(".")]
+        return d.status()["documents"]["total"] == 4 and not left
+
+    wait_for(taken)
+    inbox = f"folder:{d.inbox}"
+    uris = {r[0] for r in db_rows(d, "SELECT uri FROM documents WHERE source = ?", inbox)}
+    assert uris == {
+        f"{d.inbox}/r%E9sum%E9.txt",
+        f"{d.inbox}/bundle%FF.tar!pkg/na%EFve.py",
+        f"{d.inbox}/blob%FF.bin",  # failed
+        f"{d.inbox}/plain.py",
+    }
+    failed = d.inbox / ".failed"
+    assert (failed / os.fsdecode(b"blob\xff.bin")).read_bytes() == drops[
+        os.fsdecode(b"blob\xff.bin")
+    ]
+    note = (failed / os.fsdecode(b"blob\xff.bin.error.txt")).read_bytes()
+    assert b"blob\xff.bin" in note and b"reason: binary" in note
 
 
 def _zip(members: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -138,6 +247,61 @@ def test_archive_members_become_documents(daemon: DaemonProc) -> None:
     wait_for(lambda: daemon.status()["documents"]["total"] == 2)
     uris = sorted(r[0] for r in db_rows(daemon, "SELECT uri FROM documents"))
     assert uris == [f"{daemon.inbox}/bundle.zip!pkg/a.py", f"{daemon.inbox}/bundle.zip!pkg/b.md"]
+
+
+def folder_worker_pid(d: DaemonProc) -> int:
+    assert d.proc is not None
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if (
+            stat[stat.rindex(")") + 2 :].split()[1] == str(d.proc.pid)
+            and b"folder_worker" in cmdline
+        ):
+            return int(entry.name)
+    raise AssertionError("no folder worker under the daemon")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def compressible_code(rng: random.Random, nbytes: int) -> bytes:
+    """Code-like text that deflates ~30-fold: blocks of lines from a small pool."""
+    pool = [
+        f"    value_{rng.randrange(10**6)} = compute({i}, {rng.random():.6f})\n" for i in range(400)
+    ]
+    out, size = [], 0
+    while size < nbytes:
+        start = rng.randrange(len(pool) - 15)
+        block = "".join(pool[start : start + 15])
+        out.append(block)
+        size += len(block)
+    return "".join(out).encode()[:nbytes]
+
+
+def test_an_archive_is_ingested_member_by_member_in_bounded_memory(daemon: DaemonProc) -> None:
+    """16 members of 4 MB (64 MB of text from a ~2 MB zip): the worker holds one at a time."""
+    rng = random.Random(5)
+    members = {f"pkg/m{i:02d}.py": compressible_code(rng, 4_000_000) for i in range(16)}
+    data = _zip(members)
+    worker = folder_worker_pid(daemon)
+    before = peak_rss_mb(worker)
+    (daemon.inbox / "big.zip").write_bytes(data)
+    wait_for(lambda: daemon.status()["documents"]["total"] == 16, timeout=120)
+    daemon.wait_idle()
+    grown = peak_rss_mb(worker) - before
+    # All members at once would be >= 64 MB of text plus its UTF-8 copy; one at a time is the
+    # archive plus a few member-sized buffers.
+    assert grown < 40, f"the folder worker's peak RSS grew by {grown:.0f} MB"
+    sha = hashlib.sha256(members["pkg/m07.py"]).hexdigest()
+    assert stored_text(daemon, sha).encode() == members["pkg/m07.py"]
 
 
 def test_kill_minus_nine_mid_burst_loses_and_doubles_nothing(make_daemon) -> None:
@@ -232,3 +396,33 @@ def test_cli_ingest_copies_files_and_reports_each(daemon: DaemonProc, tmp_path: 
     assert any(x.startswith("refused") and "binary" in x for x in lines)
     assert (src / "one.py").exists() and (src / "blob.bin").exists()
     assert daemon.status()["documents"]["by_source"]["cli"] == 2
+
+
+def test_a_refused_file_with_a_name_near_the_limit_gets_its_note(make_daemon) -> None:
+    """A name of 250 bytes has no room for ``.error.txt``: the note's name is shortened (told
+    apart by a hash), the file itself leaves the inbox once, and it is not refused again."""
+    d = make_daemon(ingest={"settle_seconds": 0.3, "rescan_interval_seconds": 1}).start()
+    name = "é" * 120 + "x.png"  # 245 bytes
+    (d.inbox / name).write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    failed = d.inbox / ".failed"
+    wait_for(lambda: (failed / name).exists(), timeout=30)
+    [note] = [p for p in failed.iterdir() if p.name.endswith(".error.txt")]
+    assert len(os.fsencode(note.name)) <= 255 and note.name.startswith("é" * 100)
+    assert f"file: {d.inbox / name}" in note.read_text() and "reason: binary" in note.read_text()
+    assert not (d.inbox / name).exists()
+    time.sleep(2.5)  # two rescans
+    assert d.status()["documents"]["failed"] == 1
+    assert db_rows(d, "SELECT COUNT(*) FROM documents WHERE status='failed'") == [(1,)]
+
+
+def test_temp_files_of_a_killed_writer_are_removed_at_start(make_daemon) -> None:
+    d = make_daemon()
+    shard = d.data_dir / "documents" / "ab"
+    shard.mkdir(parents=True)
+    dead = shard / f".{'ab' * 32}.txt.999999999.1.tmp"  # no such pid
+    dead.write_text("half a document")
+    alive = shard / f".{'ab' * 32}.txt.{os.getpid()}.1.tmp"  # a writer still at work
+    alive.write_text("being written")
+    d.start()
+    wait_for(lambda: not dead.exists(), timeout=30)
+    assert alive.exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from aicoderd.config import Settings
 from aicoderd.errors import SourceError
 from aicoderd.sources import git as git_source
-from aicoderd.sources.base import FetchedDocument, SourceRun, load_state, save_state
+from aicoderd.sources.base import FetchedDocument, SourceRun
 from aicoderd.sources.git import remote_of
 from aicoderd.sources.gitrepo import GitRepo
 from aicoderd.store import DocumentFiles, Store
@@ -117,13 +118,13 @@ def sync(data_dir: Path, config: dict[str, Any]) -> CountingRun:
         settings=settings,
         store=store,
         files=DocumentFiles(settings.documents_dir),
-        state=load_state(store, config["name"]),
+        state=store.sources.state(config["name"]),
     )
     run.puts = []
     try:
         git_source.fetch(run)
         run.finish()
-        save_state(store, config["name"], run.state)
+        store.sources.save_state(config["name"], run.state)
     finally:
         store.close()
     return run
@@ -459,6 +460,40 @@ def test_another_branch(upstream: Upstream, tmp_path: Path) -> None:
     run = sync(tmp_path / "data", source(upstream, branch="dev"))
     assert paths_of(run) == {"main.py", "dev.py"}
     assert run.state["branch"] == "dev"
+
+
+def test_paths_that_are_not_utf8_are_named_losslessly(upstream: Upstream, tmp_path: Path) -> None:
+    """Git paths are bytes: one that is not UTF-8 must not fail the source, and its document's
+    uri names it exactly (bytes that are not UTF-8 as %XX, "%" as %25)."""
+    files = {
+        b"caf\xe9.py": "CAFE = 1\n",  # Latin-1 é
+        b"lib\xff/mod.py": "MOD = 2\n",  # a folder whose name is not UTF-8
+        b"100%.py": "PERCENT = 3\n",
+        "naïve.py".encode(): "NAIVE = 4\n",  # UTF-8: as it is
+    }
+    upstream.write({os.fsdecode(name): text for name, text in files.items()})
+    upstream.commit("odd names")
+    config = source(upstream)
+
+    run = sync(tmp_path / "data", config)
+    assert run.errors == [] and counts(run)["added"] == 4
+    docs = stored(tmp_path / "data")
+    assert set(docs) == {"caf%E9.py", "lib%FF/mod.py", "100%25.py", "naïve.py"}
+    for named, (text, meta) in docs.items():
+        assert meta["path"] == named
+        assert text == files[urllib.parse.unquote_to_bytes(named)]
+
+    upstream.write({os.fsdecode(b"caf\xe9.py"): "CAFE = 10\n"})
+    upstream.remove(os.fsdecode(b"lib\xff/mod.py"))
+    upstream.commit("change and delete")
+    run = sync(tmp_path / "data", config)
+    assert paths_of(run) == {"caf%E9.py"}  # only the changed file was read
+    assert counts(run) == {"added": 0, "updated": 1, "unchanged": 2, "retired": 1, "failed": 0}
+    assert {p: t for p, (t, _) in stored(tmp_path / "data").items()} == {
+        "caf%E9.py": "CAFE = 10\n",
+        "100%25.py": "PERCENT = 3\n",
+        "naïve.py": "NAIVE = 4\n",
+    }
 
 
 def test_bad_urls_fail_with_gits_message(upstream: Upstream, tmp_path: Path) -> None:

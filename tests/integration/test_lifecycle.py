@@ -4,9 +4,11 @@ daemon."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -79,6 +81,39 @@ def test_environment_overrides_and_typos(make_daemon) -> None:
         d, "--config", str(d.config_path), "--check-config", env={"AICODER_LOG_LEVEL": "debug"}
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_places_the_daemon_cannot_use_exit_2_naming_the_key(make_daemon, tmp_path: Path) -> None:
+    """A data_dir, consume folder or socket that cannot be created, or a socket folder that is
+    shared or somebody else's: one line naming the key, exit 2, and the folder left as it was."""
+    d = make_daemon()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    if os.geteuid() == 0:
+        os.chown(theirs, 65534, 65534)
+    cases = {
+        "data_dir": {"data_dir": str(blocker / "data")},
+        "folders.0.path": {"folders": [{"path": str(blocker / "inbox"), "mode": "consume"}]},
+        "socket": {"socket": str(blocker / "run" / "d.sock")},
+    }
+    for key, change in cases.items():
+        d.write_config({**d.config, **change})
+        out = run_daemon(d, "--config", str(d.config_path))
+        assert out.returncode == 2, (key, out.stderr)
+        assert f"aicoderd: config: {key}: " in out.stderr and "Traceback" not in out.stderr
+    d.write_config({**d.config, "socket": str(shared / "d.sock")})
+    out = run_daemon(d, "--config", str(d.config_path))
+    assert out.returncode == 2 and "socket: " in out.stderr and "writable by others" in out.stderr
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777  # never "tightened"
+    if os.geteuid() == 0:
+        d.write_config({**d.config, "socket": str(theirs / "d.sock")})
+        out = run_daemon(d, "--config", str(d.config_path))
+        assert out.returncode == 2 and "owned by uid 65534" in out.stderr
 
 
 def test_defaults_without_a_config_file(make_daemon) -> None:
@@ -237,6 +272,8 @@ def test_cli_doctor_reports_each_check(daemon: DaemonProc) -> None:
         "cuda",
         "ollama",
         "llama.cpp",
+        "continue",
+        "tabby",
         "inotify",
     } <= names
     assert any(x.startswith("ok") and " daemon " in x for x in lines)
@@ -254,3 +291,28 @@ def test_cli_status_says_what_each_stage_waits_for(daemon: DaemonProc) -> None:
     assert "model: none yet" in lines
     assert "  train: waiting: the first corpus snapshot" in lines
     assert any(line.startswith("  deploy: waiting: ") for line in lines)
+
+
+def test_the_data_dir_is_private_and_repaired_at_start(make_daemon) -> None:
+    """Stored documents are raw (secrets are redacted only in the corpus): folders 0700,
+    files 0600, and what an older release or a copy left readable is tightened at start."""
+    d = make_daemon().start()
+    (d.inbox / "a.py").write_text("print('private')\n")
+    d.wait_idle()
+    d.stop()
+    docs = d.data_dir / "documents"
+    [stored] = [p for p in docs.rglob("*.txt")]
+    os.chmod(stored, 0o644)
+    os.chmod(stored.parent, 0o755)
+    os.chmod(d.data_dir, 0o755)
+    d.start()
+    wait_for(lambda: stat.S_IMODE(stored.stat().st_mode) == 0o600, timeout=30)
+    for path in (d.data_dir, docs, stored.parent):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
+    (d.inbox / "b.py").write_text("print('new')\n")
+    d.wait_idle()
+    for path in docs.rglob("*"):
+        assert not path.stat().st_mode & 0o077, path
+    assert stat.S_IMODE((d.data_dir / "state.db").stat().st_mode) == 0o600
+    doctor = d.cli("doctor")
+    assert "privacy" in doctor.stdout and "yours alone" in doctor.stdout

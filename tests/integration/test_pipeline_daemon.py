@@ -164,3 +164,46 @@ def test_inbox_to_ollama_then_feedback_to_a_new_version(
     view = pipeline(d)
     assert view["finetune"]["waiting_for"] == f"0 of 3 new feedback records for {tuned}"
     d.stop()
+
+
+def test_a_dropped_folder_becomes_a_deployed_starter_with_the_default_configuration(
+    make_daemon: Callable[..., DaemonProc], fake: FakeOllama, tmp_path: Path
+) -> None:
+    """From an empty data dir, with the defaults (the starter model, its wall-time bound, f16,
+    always verified) scaled down for CI: a folder of code dropped into the inbox ends as a
+    verified GGUF deployed as <ollama.model>:<version> and :latest, with nobody submitting a
+    job, and `aicoder status` says so."""
+    d = make_daemon(
+        ingest={"settle_seconds": 0.5},
+        corpus={"debounce_seconds": 1.0},
+        # CI's machine is never idle: the upgrade to training.preset waits, as it says
+        pipeline={
+            "first_model_min_tokens": 20_000,
+            "starter_wall_seconds": 20.0,
+            "idle_load": 1e-6,
+        },
+        ollama={"host": fake.url, "retry_initial_seconds": 1},
+    ).start(extra_env={"HF_HUB_OFFLINE": "1"})
+    project = tmp_path / "project"
+    for name in sorted(p.name for p in STDLIB.glob("*.py"))[:40]:
+        (project / "lib").mkdir(parents=True, exist_ok=True)
+        (project / "lib" / name).write_text((STDLIB / name).read_text(encoding="utf-8"))
+    os.rename(project, d.inbox / "project")  # a whole folder, dropped at once
+
+    first = succeeded("train", "eval", "export", "deploy")
+    wait_for(lambda: settled(d, first), timeout=900, interval=1.0)
+    done = {j["kind"]: j for j in jobs(d)}
+    train = done["train"]
+    assert (train["params"]["preset"], train["params"]["max_wall_seconds"]) == ("tiny", 20.0)
+    metrics = json.loads(Path(train["result"]["model_dir"], "metrics.json").read_text())
+    assert metrics["wall_seconds"] <= 20.0 + 5.0
+    assert done["export"]["result"]["verify"]["passed"] is True
+    assert done["export"]["result"]["type"] == "f16"
+    model = done["deploy"]["result"]["name"]
+    with Client(fake.url) as ollama:
+        assert {model, "aicoder:latest"} <= {m["name"] for m in ollama.tags()}
+    out = d.cli("status")
+    assert out.returncode == 0, out.stderr
+    version = train["result"]["version"]
+    assert f"model: {version}" in out.stdout and "loss plot:" in out.stdout
+    assert "train: waiting" in out.stdout and "an idle machine for a small model" in out.stdout

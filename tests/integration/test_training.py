@@ -242,8 +242,8 @@ def test_finetuning_moves_likelihood_toward_accepted_and_away_from_rejected(
 ) -> None:
     import torch
 
-    from aicoderd.training.evaluate import load_model
-    from aicoderd.training.feedback import read_feedback
+    from aicoderd.training import preferences
+    from aicoderd.training.gate import load_model
     from aicoderd.training.likelihood import mean_logprob
 
     base = trained[0]
@@ -267,7 +267,7 @@ def test_finetuning_moves_likelihood_toward_accepted_and_away_from_rejected(
     assert result["examples"] == {"chosen": 4, "pairs": 4, "unpaired": 1}
     assert result["replay_fraction"] == 0.2
 
-    fb = read_feedback([fb_file])
+    fb = preferences.from_files([fb_file]).examples
     device = torch.device("cpu")
     scores = {}
     for name, model_dir in (("before", base), ("after", out)):

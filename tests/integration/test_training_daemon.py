@@ -13,11 +13,11 @@ from typing import Any
 
 from aicoderd.config import Settings
 from aicoderd.jobctx import JobContext
-from aicoderd.training import jobs as training_jobs
+from aicoderd.training import model_jobs as training_jobs
 from aicoderd.training import optim
 from aicoderd.training.launch import torchrun_command
 from tests.conftest import DaemonProc, wait_for
-from tests.training_corpus import make_corpus
+from tests.training_corpus import feedback_line, make_corpus
 
 TRAINING = {
     "preset": "tiny",
@@ -88,13 +88,23 @@ def test_train_resumes_after_a_daemon_crash_then_eval_promotes(
     assert ev["result"]["promoted"] is True and ev["result"]["reason"] == "no current model"
     assert (models / "current").resolve() == (models / "v1").resolve()
 
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("")
-    proc = d.cli(
-        "jobs", "submit", "finetune", "--params", json.dumps({"feedback": [str(empty)]}), "--wait"
-    )
+    proc = d.cli("jobs", "submit", "finetune", "--wait")
     assert proc.returncode == 3, proc.stdout + proc.stderr
-    assert f"no usable feedback in {empty}" in proc.stdout
+    assert "no usable feedback in state.db (0 records)" in proc.stdout
+
+    # The job learns from what the daemon stored, not from the files as they are now: a
+    # repeated line counts once, and a rotation does not hide what was read before it.
+    fb_file = d.data_dir / "feedback" / "user_feedback.jsonl"
+    lines = [feedback_line(f"def f{i}(x):\n", "    return x\n", "accepted") for i in range(3)]
+    fb_file.write_text("\n".join([*lines, lines[0]]) + "\n")
+    wait_for(lambda: d.status()["feedback"]["valid"] == 3, timeout=30)
+    fb_file.rename(fb_file.with_name("user_feedback.jsonl.1"))
+    fb_file.write_text("")
+    ft = _final(d, _submit(d, "finetune", {"version": "f1"}))
+    assert ft["state"] == "succeeded", (ft, d.logs()[-3000:])
+    metrics = json.loads((models / "f1" / "metrics.json").read_text())
+    assert metrics["examples"]["chosen"] == 3
+    assert metrics["feedback"] == "state.db (3 records)"
 
 
 def test_a_train_job_bounded_by_time_completes_and_a_cancelled_one_leaves_nothing(

@@ -38,7 +38,7 @@ from werkzeug.serving import make_server
 
 from aicoderd.config import Settings
 from aicoderd.sources import youtube
-from aicoderd.sources.base import SourceRun, load_state, save_state
+from aicoderd.sources.base import SourceRun
 from aicoderd.store import DocumentFiles, Store
 from tests.conftest import DaemonProc, wait_for
 from tests.integration import site
@@ -247,7 +247,7 @@ def run_once(data_dir: Path, fake: FakeYouTube, via_proxy: bool = False, **optio
         settings=settings,
         store=store,
         files=DocumentFiles(settings.documents_dir),
-        state=load_state(store, "talks"),
+        state=store.sources.state("talks"),
     )
     session = youtube.http_session(run.config)  # type: ignore[arg-type]
     session.trust_env = False  # no proxy from the test machine's environment
@@ -259,7 +259,7 @@ def run_once(data_dir: Path, fake: FakeYouTube, via_proxy: bool = False, **optio
         with session, run.http_client(transport=FeedsToFake(fake.port)) as feeds:
             youtube.sync(run, session, feeds)
         run.finish()
-        save_state(store, "talks", run.state)
+        store.sources.save_state("talks", run.state)
     finally:
         store.close()
     return run
@@ -466,16 +466,16 @@ def test_http_429_backs_off_the_whole_source_and_retires_nothing(
 
 def state_of(data_dir: Path) -> dict[str, Any]:
     store = Store(data_dir / "state.db")
-    state = load_state(store, "talks")
+    state = store.sources.state("talks")
     store.close()
     return state
 
 
 def _age_backoff(data_dir: Path) -> None:
     store = Store(data_dir / "state.db")
-    state = load_state(store, "talks")
+    state = store.sources.state("talks")
     state["blocked_until"] = time.time() - 1
-    save_state(store, "talks", state)
+    store.sources.save_state("talks", state)
     store.close()
 
 
@@ -669,7 +669,7 @@ def fetch_now(d: DaemonProc, name: str) -> dict[str, Any]:
 def daemon_state(d: DaemonProc, name: str) -> dict[str, Any]:
     store = Store(d.data_dir / "state.db")
     try:
-        return load_state(store, name)
+        return store.sources.state(name)
     finally:
         store.close()
 
@@ -762,7 +762,9 @@ def test_through_the_daemon_via_its_proxy(
 
         # Blocked again right after the wait: the next backoff is twice as long.
         store = Store(d.data_dir / "state.db")
-        save_state(store, "busy", {**daemon_state(d, "busy"), "blocked_until": time.time() - 1})
+        store.sources.save_state(
+            "busy", {**daemon_state(d, "busy"), "blocked_until": time.time() - 1}
+        )
         store.close()
         fetch_now(d, "busy")
         longer = daemon_state(d, "busy")

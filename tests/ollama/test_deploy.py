@@ -11,11 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aicoderd.errors import OllamaError
+from aicoderd.errors import OllamaError, OllamaUnavailable
 from aicoderd.ollama import deploy as d
 from aicoderd.ollama.blobs import BlobUpload, UploadState, file_digest
-from aicoderd.ollama.client import Client, OllamaUnavailable
+from aicoderd.ollama.client import Client
 from aicoderd.ollama.testing import FakeOllama
+from aicoderd.ollama.versions import point_latest, versions
 from aicoderd.training import prompt
 
 VERSION = "20260101-train-00007"
@@ -29,7 +30,7 @@ def test_happy_path_versions_latest_and_rollback(
     fake: FakeOllama, client: Client, ggufs: dict[str, Path]
 ) -> None:
     seen: list[str] = []
-    r = d.deploy(
+    r = d.deploy_gguf(
         client, ggufs["f16"], _opts(system="Review code."), lambda m: seen.append(m["status"])
     )
     assert r["name"] == f"coder:{VERSION}" and r["latest"] == "coder:latest"
@@ -45,25 +46,25 @@ def test_happy_path_versions_latest_and_rollback(
     assert "general.name" not in shown["model_info"]
     assert r["sample"]  # the short generation ran
     # A second version moves latest; rollback moves it back.
-    r2 = d.deploy(client, ggufs["q8_0"], _opts(version="20260102-ft-00008"))
+    r2 = d.deploy_gguf(client, ggufs["q8_0"], _opts(version="20260102-ft-00008"))
     assert r2["uploaded_bytes"] > 0
-    found = d.versions(client, "coder")
+    found = versions(client, "coder")
     assert [v["version"] for v in found] == [VERSION, "20260102-ft-00008"]
     assert [v["latest"] for v in found] == [False, True]
     assert found[0]["metrics"]["eval_loss"] == pytest.approx(2.25)
-    assert d.rollback(client, "coder")["now"] == f"coder:{VERSION}"
-    assert [v["latest"] for v in d.versions(client, "coder")] == [True, False]
+    assert point_latest(client, "coder")["now"] == f"coder:{VERSION}"
+    assert [v["latest"] for v in versions(client, "coder")] == [True, False]
     with pytest.raises(OllamaError, match="oldest version"):
-        d.rollback(client, "coder")
-    assert d.rollback(client, "coder", "20260102-ft-00008")["now"].endswith("ft-00008")
+        point_latest(client, "coder")
+    assert point_latest(client, "coder", "20260102-ft-00008")["now"].endswith("ft-00008")
 
 
 def test_known_blob_is_not_uploaded_again(
     client: Client, fake: FakeOllama, ggufs: dict[str, Path]
 ) -> None:
-    d.deploy(client, ggufs["f16"], _opts())
+    d.deploy_gguf(client, ggufs["f16"], _opts())
     posts = [p for m, p in fake.requests if m == "POST" and p.startswith("/api/blobs/")]
-    r = d.deploy(client, ggufs["f16"], _opts(version="again"))
+    r = d.deploy_gguf(client, ggufs["f16"], _opts(version="again"))
     assert r["uploaded_bytes"] == 0
     assert [p for m, p in fake.requests if m == "POST" and p.startswith("/api/blobs/")] == posts
 
@@ -145,9 +146,9 @@ def _upload(client: Client, path: Path) -> str:
 
 def test_quantize_eligibility(client: Client, fake: FakeOllama, ggufs: dict[str, Path]) -> None:
     with pytest.raises(OllamaError, match="this one is unknown"):  # all-F32: file_type 0
-        d.deploy(client, ggufs["f32"], _opts(quantize="q4_K_M"))
+        d.deploy_gguf(client, ggufs["f32"], _opts(quantize="q4_K_M"))
     with pytest.raises(OllamaError, match="this one is Q8_0"):
-        d.deploy(client, ggufs["q8_0"], _opts(quantize="q8_0"))
+        d.deploy_gguf(client, ggufs["q8_0"], _opts(quantize="q8_0"))
     # The server enforces it too, whatever the client checks.
     digest = _upload(client, ggufs["f32"])
     with pytest.raises(OllamaError, match="only supported for F16, BF16 and F32"):
@@ -155,7 +156,7 @@ def test_quantize_eligibility(client: Client, fake: FakeOllama, ggufs: dict[str,
     digest = _upload(client, ggufs["f16"])
     with pytest.raises(OllamaError, match="unsupported quantization type Q5_K_M"):
         client.create({"model": "x", "files": {"model.gguf": digest}, "quantize": "q5_K_M"})
-    r = d.deploy(client, ggufs["f16"], _opts(quantize="q4_K_M"))
+    r = d.deploy_gguf(client, ggufs["f16"], _opts(quantize="q4_K_M"))
     assert r["details"]["quantization_level"] == "Q4_K_M"
     assert any(s.startswith("quantizing F16 model to Q4_K_M") for s in r["statuses"])
 
@@ -182,19 +183,19 @@ def test_stream_without_success_is_retried_once(
 ) -> None:
     fake.faults.create_no_success = 1
     statuses: list[str] = []
-    r = d.deploy(client, ggufs["f16"], _opts(), lambda m: statuses.append(m["status"]))
+    r = d.deploy_gguf(client, ggufs["f16"], _opts(), lambda m: statuses.append(m["status"]))
     assert "create ended without an outcome; creating again" in statuses
     assert r["statuses"][-1] == "success"
     fake.faults.create_no_success = 2
     with pytest.raises(OllamaError, match="ended without success"):
-        d.deploy(client, ggufs["f16"], _opts(version="two"))
+        d.deploy_gguf(client, ggufs["f16"], _opts(version="two"))
 
 
 def test_error_after_manifest_is_confirmed_with_show(
     client: Client, fake: FakeOllama, ggufs: dict[str, Path]
 ) -> None:
     fake.faults.error_after_manifest = 1
-    r = d.deploy(client, ggufs["f16"], _opts())
+    r = d.deploy_gguf(client, ggufs["f16"], _opts())
     assert client.show(r["name"]) is not None
 
 
@@ -203,18 +204,18 @@ def test_slow_create_is_waited_for(
 ) -> None:
     fake.faults.create_delay = 0.3  # x ~10 lines; no read timeout may cut it
     started = time.monotonic()
-    r = d.deploy(client, ggufs["f16"], _opts())
+    r = d.deploy_gguf(client, ggufs["f16"], _opts())
     assert r["statuses"][-1] == "success" and time.monotonic() - started > 2
 
 
 def test_replace_backs_up_and_unloads(
     client: Client, fake: FakeOllama, ggufs: dict[str, Path]
 ) -> None:
-    d.deploy(client, ggufs["q8_0"], d.DeployOptions(name="old:7b", check_generate=True))
+    d.deploy_gguf(client, ggufs["q8_0"], d.DeployOptions(name="old:7b", check_generate=True))
     client.generate("old:7b", "hi", {"num_predict": 1})  # loaded
     assert [m["name"] for m in client.ps()] == ["old:7b"]
     opts = d.DeployOptions(name="coder", replace="old:7b", check_generate=False)
-    r = d.deploy(client, ggufs["f16"], opts)
+    r = d.deploy_gguf(client, ggufs["f16"], opts)
     assert client.ps() == []  # the old runner was unloaded before the create
     assert r["name"] == "old:7b" and r["latest"] is None
     assert r["backup"].startswith("old-backup-") and r["backup"].endswith(":7b")
@@ -226,25 +227,25 @@ def test_replace_backs_up_and_unloads(
 def test_old_version_refused(ggufs: dict[str, Path]) -> None:
     too_old = pytest.raises(OllamaError, match=r"0\.5\.4 is too old")
     with FakeOllama(version="0.5.4") as old, Client(old.url) as c, too_old:
-        d.deploy(c, ggufs["f16"], _opts())
+        d.deploy_gguf(c, ggufs["f16"], _opts())
     with FakeOllama(version="0.0.0") as dev, Client(dev.url) as c:
         assert d.check_version(c) == "0.0.0"  # a dev build counts as the newest
     with FakeOllama(version="0.12.3") as pre30, Client(pre30.url) as c:  # no COPY validation
-        r = d.deploy(c, ggufs["f16"], _opts())
+        r = d.deploy_gguf(c, ggufs["f16"], _opts())
         assert "validating GGUF model" not in r["statuses"]
 
 
 def test_unknown_architecture_rejected_by_validation(ggufs: dict[str, Path]) -> None:
     refused = pytest.raises(OllamaError, match="failed to validate GGUF with llama-quantize")
     with FakeOllama(architectures=("qwen2",)) as fake, Client(fake.url) as c, refused:
-        d.deploy(c, ggufs["f16"], _opts())
+        d.deploy_gguf(c, ggufs["f16"], _opts())
 
 
 def test_ollama_down_is_unavailable(ggufs: dict[str, Path]) -> None:
     with FakeOllama() as f:
         url = f.url
     with Client(url) as c, pytest.raises(OllamaUnavailable):
-        d.deploy(c, ggufs["f16"], _opts())
+        d.deploy_gguf(c, ggufs["f16"], _opts())
 
 
 def test_file_changed_during_upload_is_caught(
@@ -268,7 +269,7 @@ def test_concurrent_deploys_of_same_blob(fake: FakeOllama, ggufs: dict[str, Path
     def one(tag: str) -> None:
         try:
             with Client(fake.url) as c:
-                d.deploy(c, ggufs["f16"], _opts(version=tag, check_generate=False))
+                d.deploy_gguf(c, ggufs["f16"], _opts(version=tag, check_generate=False))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 

@@ -16,7 +16,8 @@ import pytest
 from pypdf import PdfReader
 
 from aicoderd.errors import IngestRefused
-from aicoderd.sources.extract import Extracted, ExtractLimits, extract
+from aicoderd.sources.extract import Extracted, extract, iter_extract
+from aicoderd.sources.extract_limits import ExtractLimits
 from aicoderd.sources.kinds import kind_of
 
 LIMITS = ExtractLimits(
@@ -407,3 +408,30 @@ def test_archive_of_only_binaries_is_refused_as_empty() -> None:
     assert error.reason == "empty"
     assert "3 members skipped" in str(error)
     assert "binary: 2" in str(error) and "empty: 1" in str(error)
+
+
+def corrupt_second_member(members: dict[str, bytes]) -> bytes:
+    """A zip whose second member's data is damaged (its CRC check fails when it is read)."""
+    data = bytearray(make_zip(members))
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as archive:
+        second = archive.infolist()[1]
+    start = second.header_offset + 30 + len(second.filename.encode())  # past its local header
+    data[start : start + 8] = bytes(8)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("build", ["zip", "tar"])
+def test_archive_members_are_yielded_one_at_a_time(build: str) -> None:
+    """Each member's document is handed on before the next member is read, so the caller never
+    holds more than one (a damaged second member is found only after the first was taken)."""
+    first, second = b"A = 1\n" * 50, b"B = 2\n" * 50
+    if build == "zip":
+        data, name = corrupt_second_member({"a.py": first, "b.py": second}), "x.zip"
+    else:
+        whole = make_tar("w", tar_file("a.py", first), tar_file("b.py", second))
+        data, name = whole[: 3 * 512 + 100], "x.tar"  # cut inside b.py's data (512-byte blocks)
+    documents = iter_extract(data, name, LIMITS)
+    assert next(documents).text == first.decode()
+    with pytest.raises(IngestRefused) as info:
+        next(documents)
+    assert info.value.reason == "archive_corrupt"

@@ -11,7 +11,13 @@ from typing import Any
 import pytest
 
 from aicoderd.errors import FeedbackError
-from aicoderd.sources.feedback import FeedbackTail, TailLine, TailState, parse_line
+from aicoderd.sources.feedback_file import (
+    FeedbackTail,
+    TailLine,
+    TailState,
+    append_record,
+    parse_line,
+)
 
 RECORD: dict[str, Any] = {
     "schema": 1,
@@ -38,6 +44,11 @@ def append(path: Path, data: bytes) -> None:
 
 def raws(lines: list[TailLine]) -> list[bytes]:
     return [item.raw for item in lines]
+
+
+def at(state: TailState) -> tuple[int | None, int]:
+    """Where a state stands, without its fingerprint."""
+    return state.inode, state.offset
 
 
 # -- records -------------------------------------------------------------------------------------
@@ -122,7 +133,7 @@ def test_appends_are_read_once(path: Path) -> None:
     with FeedbackTail(path, TailState(None, 0)) as tail:
         lines, state = tail.poll()
         assert lines == [TailLine(b"a", str(path), 0), TailLine(b"b", str(path), 2)]
-        assert state == TailState(path.stat().st_ino, 4)
+        assert at(state) == (path.stat().st_ino, 4)
         assert tail.poll() == ([], state)
         append(path, b"c\n")
         lines, state = tail.poll()
@@ -160,14 +171,15 @@ def test_truncation_starts_again_at_zero(path: Path) -> None:
         append(path, b"new\n")
         lines, state = tail.poll()
         assert lines == [TailLine(b"new", str(path), 0)]
-        assert state == TailState(inode, 4)
+        assert at(state) == (inode, 4)
 
 
 def test_truncation_seen_from_a_persisted_state(path: Path) -> None:
     path.write_bytes(b"x\n")
     state = TailState(path.stat().st_ino, 100)
     with FeedbackTail(path, state) as tail:
-        assert tail.poll() == ([TailLine(b"x", str(path), 0)], TailState(state.inode, 2))
+        lines, new = tail.poll()
+        assert lines == [TailLine(b"x", str(path), 0)] and at(new) == (state.inode, 2)
 
 
 def test_rotation_finishes_the_old_file_first(path: Path) -> None:
@@ -184,7 +196,7 @@ def test_rotation_finishes_the_old_file_first(path: Path) -> None:
         lines, state = tail.poll()
         assert raws(lines) == [b"old 3", b"old partial", b"new 1", b"new 2"]
         assert [item.offset for item in lines] == [12, 18, 0, 6]
-        assert state == TailState(path.stat().st_ino, 12)
+        assert at(state) == (path.stat().st_ino, 12)
         append(rotated, b"too late\n")  # the old file is closed now
         append(path, b"new 3\n")
         assert raws(tail.poll()[0]) == [b"new 3"]
@@ -198,20 +210,90 @@ def test_rotation_drain_respects_max_bytes(path: Path) -> None:
         path.rename(path.with_name("old"))
         path.write_bytes(b"n1\n")
         lines, state = tail.poll(max_bytes=6)
-        assert raws(lines) == [b"o1", b"o2"] and state == TailState(old.inode, 6)
+        assert raws(lines) == [b"o1", b"o2"] and at(state) == (old.inode, 6)
         lines, state = tail.poll(max_bytes=6)
-        assert raws(lines) == [b"o3", b"n1"] and state == TailState(path.stat().st_ino, 3)
+        assert raws(lines) == [b"o3", b"n1"] and at(state) == (path.stat().st_ino, 3)
 
 
-def test_rotation_seen_from_a_persisted_state(path: Path) -> None:
-    old = path.with_name("old")
-    old.write_bytes(b"seen\nunseen\n")
-    persisted = TailState(old.stat().st_ino, 5)  # the old file was rotated while we were down
+def test_rotation_seen_from_a_persisted_state_reads_the_old_tail_first(path: Path) -> None:
+    path.write_bytes(b"seen\n")
+    with FeedbackTail(path, TailState(None, 0)) as tail:
+        _, persisted = tail.poll()
+    append(path, b"unseen\npartial")  # then rotated while nobody followed it
+    old = path.with_name(path.name + ".1")
+    path.rename(old)
     path.write_bytes(b"fresh\n")
     with FeedbackTail(path, persisted) as tail:
         lines, state = tail.poll()
-    assert lines == [TailLine(b"fresh", str(path), 0)]
-    assert state == TailState(path.stat().st_ino, 6)
+        notices = tail.take_notices()
+    assert lines == [
+        TailLine(b"unseen", str(path), 5),
+        TailLine(b"partial", str(path), 12),
+        TailLine(b"fresh", str(path), 0),
+    ]
+    assert at(state) == (path.stat().st_ino, 6)
+    assert [(n.kind, n.offset) for n in notices] == [("rotated", 5)]
+    assert old.name in notices[0].detail
+
+
+def test_rotated_file_gone_is_a_notice(path: Path) -> None:
+    path.write_bytes(b"seen\n")
+    with FeedbackTail(path, TailState(None, 0)) as tail:
+        _, persisted = tail.poll()
+    (path.parent / "archive").mkdir()
+    path.rename(path.parent / "archive" / path.name)  # out of the folder: not found again
+    with FeedbackTail(path, persisted) as tail:
+        assert tail.poll() == ([], persisted)  # no file yet: nothing to say
+        assert tail.take_notices() == []
+        path.write_bytes(b"fresh\n")
+        lines, _ = tail.poll()
+        notices = tail.take_notices()
+    assert raws(lines) == [b"fresh"]
+    assert [(n.kind, n.file, n.offset) for n in notices] == [("maybe_lost", str(path), 5)]
+
+
+def test_a_reused_inode_with_other_content_is_not_the_rotated_file(path: Path) -> None:
+    path.write_bytes(b"seen 1\n")
+    with FeedbackTail(path, TailState(None, 0)) as tail:
+        _, persisted = tail.poll()
+    other = path.with_name("other")
+    path.rename(other)
+    other.write_bytes(b"different content\n")  # same inode, not the file that was read
+    path.write_bytes(b"fresh\n")
+    with FeedbackTail(path, persisted) as tail:
+        lines, _ = tail.poll()
+        notices = tail.take_notices()
+    assert raws(lines) == [b"fresh"] and [n.kind for n in notices] == ["maybe_lost"]
+
+
+@pytest.mark.parametrize("while_followed", [True, False])
+def test_a_rewrite_longer_than_the_offset_is_read_again(path: Path, while_followed: bool) -> None:
+    path.write_bytes(b"one\ntwo\n")
+    tail = FeedbackTail(path, TailState(None, 0))
+    _, state = tail.poll()
+    if not while_followed:
+        tail.close()
+    inode = path.stat().st_ino
+    with open(path, "r+b") as fh:  # the same inode, other bytes, longer than before
+        fh.truncate(0)
+        fh.write(b"uno\ndos\ntres\n")
+    if not while_followed:
+        tail = FeedbackTail(path, state)
+    with tail:
+        lines, state = tail.poll()
+        notices = tail.take_notices()
+        assert raws(lines) == [b"uno", b"dos", b"tres"] and at(state) == (inode, 13)
+        assert [(n.kind, n.offset) for n in notices] == [("rewritten", 8)]
+        append(path, b"cuatro\n")  # appends are not rewrites
+        assert raws(tail.poll()[0]) == [b"cuatro"] and tail.take_notices() == []
+
+
+def test_a_state_without_fingerprint_trusts_its_offset(path: Path) -> None:
+    path.write_bytes(b"one\ntwo\n")
+    legacy = TailState(path.stat().st_ino, 4)  # saved before fingerprints existed
+    with FeedbackTail(path, legacy) as tail:
+        lines, state = tail.poll()
+    assert raws(lines) == [b"two"] and state.fingerprint is not None
 
 
 def test_missing_file_then_created(path: Path) -> None:
@@ -219,7 +301,7 @@ def test_missing_file_then_created(path: Path) -> None:
         assert tail.poll() == ([], TailState(None, 0))
         path.write_bytes(b"hello\n")
         lines, state = tail.poll()
-        assert raws(lines) == [b"hello"] and state == TailState(path.stat().st_ino, 6)
+        assert raws(lines) == [b"hello"] and at(state) == (path.stat().st_ino, 6)
 
 
 def test_file_disappearing_then_reappearing(path: Path) -> None:
@@ -230,7 +312,7 @@ def test_file_disappearing_then_reappearing(path: Path) -> None:
         assert tail.poll() == ([], state)
         path.write_bytes(b"two\n")
         lines, new = tail.poll()
-        assert raws(lines) == [b"two"] and new == TailState(path.stat().st_ino, 4)
+        assert raws(lines) == [b"two"] and at(new) == (path.stat().st_ino, 4)
         assert new.inode != state.inode
 
 
@@ -266,3 +348,40 @@ def test_close_releases_the_descriptor(path: Path) -> None:
     tail.close()
     tail.close()
     assert len(os.listdir("/proc/self/fd")) == fds - 1
+
+
+def test_append_record_writes_one_valid_line_after_a_partial_one(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "feedback.jsonl"
+    target.parent.mkdir()
+    target.write_bytes(b'{"half')  # another writer's partial line
+    record = parse_line(line(extra_key=[1, 2]))
+    append_record(target, record)
+    append_record(target, parse_line(line(id="6f9619ff-8b86-4011-b42d-00c04fc964fe")))
+    written = target.read_bytes().split(b"\n")
+    assert written[0] == b'{"half' and written[-1] == b""
+    assert parse_line(written[1]) == record
+    assert json.loads(written[1])["schema"] == 1 and json.loads(written[1])["extra_key"] == [1, 2]
+    assert parse_line(written[2]).id.endswith("fe")
+
+
+def test_append_record_holds_a_lock_other_writers_wait_for(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    target = tmp_path / "feedback.jsonl"
+    target.write_bytes(b"")
+    done = threading.Event()
+    with open(target, "ab") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        writer = threading.Thread(
+            target=lambda: (append_record(target, parse_line(line())), done.set())
+        )
+        writer.start()
+        other.write(b'{"another": "writer"}\n')
+        other.flush()
+        assert not done.wait(0.3)  # blocked on the lock
+        fcntl.flock(other, fcntl.LOCK_UN)
+    writer.join(5)
+    assert done.is_set()
+    first, second = target.read_bytes().splitlines()
+    assert first == b'{"another": "writer"}' and parse_line(second).verdict == "accepted"

@@ -13,10 +13,12 @@ from typing import Any
 
 from aicoderd import protocol
 from aicoderd.config import PipelineConfig, Settings
-from aicoderd.daemon.jobs import JobQueue
+from aicoderd.daemon.job_kinds import REGISTRY
 from aicoderd.daemon.pipeline import ModelPipeline
 from aicoderd.daemon.policy import PIPELINE, Facts, Job, decide
+from aicoderd.daemon.runner import JobQueue
 from aicoderd.store import Store
+from aicoderd.store.feedback import Batch
 from aicoderd.training import versions
 
 CFG = PipelineConfig(
@@ -37,7 +39,8 @@ def job(
     params: dict[str, Any] = {PIPELINE: mark} if mark else {}
     if kind in ("eval", "export") and "model" in mark:
         params["model"] = mark["model"]
-    return Job(id, kind, state, params, result)
+    error, finished = mark.pop("error", None), mark.pop("finished", None)
+    return Job(id, kind, state, params, REGISTRY[kind].parse(result), error, finished)
 
 
 def kinds(facts: Facts, cfg: PipelineConfig = CFG) -> list[str]:
@@ -134,6 +137,61 @@ def test_finetune_on_new_feedback_when_the_model_lane_is_free() -> None:
     assert kinds(Facts(new_feedback=3, **{**base, "tokens": 9000})) == ["train"]
 
 
+def test_the_first_model_is_a_starter_then_an_idle_machine_trains_the_target() -> None:
+    [first] = decide(Facts(snapshot="s1", tokens=5000), CFG).submit
+    assert (first.params["preset"], first.params["max_wall_seconds"]) == ("tiny", 300.0)
+    assert first.params[PIPELINE]["preset"] == "tiny"
+    plain = CFG.model_copy(update={"starter_preset": None})
+    [full] = decide(Facts(snapshot="s1", tokens=5000), plain).submit
+    assert "preset" not in full.params and full.params[PIPELINE]["preset"] == "small"
+
+    starter = job(3, "train", result={"version": "v1"}, snapshot="s1", preset="tiny")
+    gate = job(4, "eval", result={"promoted": True}, after=3, model="v2")  # v2: nothing to export
+    base = {"snapshot": "s1", "tokens": 5000, "model": "v1", "model_snapshot": "s1",
+            "model_tokens": 5000, "model_preset": "tiny", "upgrade": True,
+            "last": {"train": starter, "eval": gate}}  # fmt: skip
+    busy = decide(Facts(idle=False, **base), CFG)
+    assert busy.submit == [] and "an idle machine" in (busy.stages["train"].waiting_for or "")
+    [up] = decide(Facts(idle=True, **base), CFG).submit
+    assert up.kind == "train" and "preset" not in up.params  # training.preset, no wall bound
+    assert up.params[PIPELINE] | {"reason": ""} == {
+        "snapshot": "s1", "tokens": 5000, "preset": "small", "reason": ""
+    }  # fmt: skip
+    upgraded = job(5, "train", protocol.FAILED, snapshot="s1", preset="small")
+    again = Facts(idle=True, **{**base, "last": {"train": upgraded, "eval": gate}})
+    assert kinds(again) == []  # once per snapshot and preset
+    no_upgrade = CFG.model_copy(update={"upgrade_when_idle": False})
+    assert kinds(Facts(idle=True, **base), no_upgrade) == []
+
+
+def test_a_failed_export_is_retried_after_a_back_off_or_when_its_cause_is_gone() -> None:
+    gate = job(4, "eval", result={"promoted": True}, after=3, model="v1")
+    missing = "ExportError: llama-cpp-python is not installed, and the parity check ..."
+    failed = job(5, "export", protocol.FAILED, after=4, model="v1", error=missing, finished=1000.0)
+    base = {"snapshot": "s1", "tokens": 5000, "model": "v1", "model_snapshot": "s1",
+            "model_tokens": 5000}  # fmt: skip
+    facts = Facts(parity_checker=False, now=1200.0, last={"eval": gate, "export": failed}, **base)
+    plan = decide(facts, CFG)
+    assert plan.submit == []
+    waiting = plan.stages["export"].waiting_for or ""
+    assert "retry 1 of 5 in 400 s" in waiting and "llama-cpp-python" in waiting
+    [now] = decide(replace(facts, parity_checker=True), CFG).submit  # installed since
+    assert now.kind == "export" and now.params[PIPELINE]["retry"] == 1
+    [later] = decide(replace(facts, now=1601.0), CFG).submit  # the back-off has passed
+    assert later.params[PIPELINE] | {"reason": ""} == {"after": 4, "retry": 1, "reason": ""}
+    twice = job(6, "export", protocol.FAILED, after=4, model="v1", retry=1, finished=2000.0)
+    assert kinds(replace(facts, now=3000.0, last={"eval": gate, "export": twice})) == []
+    assert kinds(replace(facts, now=3201.0, last={"eval": gate, "export": twice})) == ["export"]
+    worn = job(7, "export", protocol.FAILED, after=4, model="v1", retry=5, finished=0.0)
+    assert kinds(replace(facts, now=10**9, last={"eval": gate, "export": worn})) == []
+    # an export run by hand that succeeded since: no retry, and the old failure is forgotten
+    by_hand = job(8, "export", result={"gguf": "/x/v1.gguf"})
+    done = replace(facts, parity_checker=True, newest={"export": by_hand})
+    plan = decide(done, CFG)
+    assert [s.kind for s in plan.submit] == []
+    assert "failed" not in (plan.stages["export"].waiting_for or "")
+
+
 # -- facts from a real state.db and data_dir, and a restart ------------------------------------
 
 
@@ -154,16 +212,16 @@ def make_model(data: Path, version: str, metrics: dict[str, Any]) -> Path:
 
 
 def finish(
-    q: JobQueue, job_id: int, result: dict[str, Any], state: str = protocol.SUCCEEDED
+    store: Store, job_id: int, result: dict[str, Any], state: str = protocol.SUCCEEDED
 ) -> None:
-    q.move(job_id, protocol.RUNNING, started=time.time())
-    q.move(job_id, state, finished=time.time(), result=result)
+    store.jobs.move(job_id, protocol.RUNNING, started=time.time())
+    store.jobs.move(job_id, state, finished=time.time(), result=result)
 
 
 def feedback(store: Store, n: int) -> None:
     recs = [{"id": str(uuid.uuid4()), "time": "2026-01-01T00:00:00Z", "model": "m",
              "verdict": "accepted"} for _ in range(n)]  # fmt: skip
-    store.commit_feedback(recs, "fb.jsonl", 0, None, 0)
+    store.feedback.commit(Batch("file", recs, path="fb.jsonl"))
 
 
 class Daemon:
@@ -187,7 +245,8 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     d = Daemon(settings)
     assert d.look() == []
     assert (
-        d.pipeline.view and d.pipeline.view["train"]["waiting_for"] == "the first corpus snapshot"
+        d.pipeline.view
+        and d.pipeline.view.train.model_dump()["waiting_for"] == "the first corpus snapshot"
     )
     publish_snapshot(data, "s1", 4000)
     assert d.look() == ["train"]
@@ -197,27 +256,28 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     assert d.look() == []
     [train] = d.jobs.find("queued")
     assert train["params"][PIPELINE]["snapshot"] == "s1"
-    assert d.pipeline.view and d.pipeline.view["train"] == {
+    assert d.pipeline.view and d.pipeline.view.train.model_dump() == {
         "state": "queued",
         "waiting_for": None,
         "job_id": train["id"],
+        "in_s": None,
     }
 
     make_model(data, "v1", {"kind": "pretrain", "corpus_snapshot": "s1"})
-    finish(d.jobs, train["id"], {"version": "v1"})
+    finish(d.store, train["id"], {"version": "v1"})
     assert d.look() == ["eval"]
     d.close()
     d = Daemon(settings)
     assert d.look() == []
     [ev] = d.jobs.find("queued")
     versions.promote(data / "models", data / "models" / "v1")
-    finish(d.jobs, ev["id"], {"promoted": True})
+    finish(d.store, ev["id"], {"promoted": True})
     assert d.look() == ["export"]
     [ex] = d.jobs.find("queued")
-    finish(d.jobs, ex["id"], {"gguf": str(data / "exports" / "v1-f16.gguf")})
+    finish(d.store, ex["id"], {"gguf": str(data / "exports" / "v1-f16.gguf")})
     assert d.look() == ["deploy"]
     [dep] = d.jobs.find("queued")
-    finish(d.jobs, dep["id"], {"name": "aicoder:v1"})
+    finish(d.store, dep["id"], {"name": "aicoder:v1"})
     d.close()
     d = Daemon(settings)
     assert d.look() == []
@@ -225,12 +285,12 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     # feedback: the threshold counts records since the last finetune of the current model
     feedback(d.store, 2)
     assert d.look() == []
-    assert d.pipeline.view and "2 of 3" in d.pipeline.view["finetune"]["waiting_for"]
+    assert d.pipeline.view and "2 of 3" in (d.pipeline.view.finetune.waiting_for or "")
     feedback(d.store, 1)
     assert d.look() == ["finetune"]
     [ft] = d.jobs.find("queued")
     assert ft["params"]["base"] == "v1"
-    finish(d.jobs, ft["id"], {}, protocol.FAILED)  # a failed finetune is not retried at once
+    finish(d.store, ft["id"], {}, protocol.FAILED)  # a failed finetune is not retried at once
     d.close()
     d = Daemon(settings)
     assert d.look() == []
@@ -239,10 +299,13 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
 
     # the corpus grows: the retrain counts from the snapshot v1 was trained on, s1
     [ft2] = d.jobs.find("queued")
-    finish(d.jobs, ft2["id"], {}, protocol.SKIPPED)
+    finish(d.store, ft2["id"], {}, protocol.SKIPPED)
     publish_snapshot(data, "s2", 4800)
     assert d.look() == []
-    assert d.pipeline.view and "800 of 1,000 new tokens" in d.pipeline.view["train"]["waiting_for"]
+    assert (
+        d.pipeline.view
+        and "800 of 1,000 new tokens" in d.pipeline.view.train.model_dump()["waiting_for"]
+    )
     publish_snapshot(data, "s3", 5200)
     assert d.look() == ["train"]
     d.close()

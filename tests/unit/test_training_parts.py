@@ -15,13 +15,11 @@ from pydantic import ValidationError
 from aicoderd.config import TrainingConfig
 from aicoderd.errors import TrainingError
 from aicoderd.store import Store
-from aicoderd.training import data, optim, prompt
-from aicoderd.training import evaluate as gate
+from aicoderd.training import data, gate, optim, preferences, prompt
 from aicoderd.training import model as shapes
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus
-from aicoderd.training.feedback import no_usable_feedback, read_feedback
 from tests.training_corpus import code_document, feedback_line, make_corpus
 
 
@@ -134,7 +132,7 @@ def test_feedback_becomes_chosen_pairs_and_unpaired(tmp_path: Path) -> None:
         )
         + "\n"
     )
-    fb = read_feedback([f, tmp_path / "missing.jsonl"])
+    fb = preferences.from_files([f, tmp_path / "missing.jsonl"]).examples
     assert [(e.prompt, e.completion) for e in fb.chosen] == [("p1", "good"), ("p2", "better")]
     assert {(p.prompt, p.chosen, p.rejected) for p in fb.pairs} == {
         ("p1", "good", "bad"),
@@ -142,10 +140,10 @@ def test_feedback_becomes_chosen_pairs_and_unpaired(tmp_path: Path) -> None:
     }
     assert [(e.prompt, e.completion) for e in fb.unpaired] == [("p3", "awful")]
     assert fb.invalid == 1 and fb.usable
-    empty = read_feedback([tmp_path / "missing.jsonl"])
+    empty = preferences.from_files([tmp_path / "missing.jsonl"]).examples
     assert not empty.usable
     assert (
-        no_usable_feedback([Path("a.jsonl"), Path("b.jsonl")])
+        preferences.from_files([Path("a.jsonl"), Path("b.jsonl")]).nothing_usable()
         == "no usable feedback in a.jsonl, b.jsonl"
     )
 
@@ -154,12 +152,12 @@ def test_gate_promotes_within_tolerance_and_records_both(tmp_path: Path) -> None
     current = {"model": "/m/cur", "eval_loss_per_byte": 1.0, "corpus_snapshot": "s"}
     within = {"model": "/m/new", "eval_loss_per_byte": 1.0099, "corpus_snapshot": "s"}
     worse = {"model": "/m/new", "eval_loss_per_byte": 1.0101, "corpus_snapshot": "s"}
-    assert gate.gate(within, current, 0.01).promoted
-    assert not gate.gate(worse, current, 0.01).promoted
+    assert gate.decide(within, current, 0.01).promoted
+    assert not gate.decide(worse, current, 0.01).promoted
     store = Store(tmp_path / "state.db")
-    decision = gate.gate(within, current, 0.01)
-    row_id = gate.record(store, within, current, decision, 0.01, job_id=7)
-    with store.read() as db:
+    decision = gate.decide(within, current, 0.01)
+    row_id = store.evals.record(within, current, decision.promoted, 0.01, job_id=7)
+    with store.db.read() as db:
         row = db.execute("SELECT * FROM model_evals WHERE id=?", (row_id,)).fetchone()
     store.close()
     assert (row["model"], row["against"], row["promoted"], row["job_id"]) == (

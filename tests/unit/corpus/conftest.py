@@ -10,7 +10,8 @@ import pytest
 
 from aicoderd.config import CorpusConfig, IngestConfig
 from aicoderd.corpus.build import Builder
-from aicoderd.corpus.inputs import FileInputs, extract_limits
+from aicoderd.corpus.inputs import FileInputs
+from aicoderd.sources.extract_limits import ExtractLimits
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -38,5 +39,5 @@ def stdlib_texts() -> dict[str, str]:
 
 def build_files(out: Path, *inputs: Path, config: CorpusConfig | None = None, **kw: object):  # type: ignore[no-untyped-def]
     """One standalone build of ``inputs`` into ``out``; the manifest (None: up to date)."""
-    files = FileInputs(list(inputs), extract_limits(IngestConfig()))
+    files = FileInputs(list(inputs), ExtractLimits.from_config(IngestConfig()))
     return Builder(files, out, config or CorpusConfig(), **kw).run()  # type: ignore[arg-type]

@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 from aicoderd.config import Settings
-from aicoderd.corpus import job
+from aicoderd.corpus import build_job as job
 from aicoderd.errors import JobSkipped
 from aicoderd.jobctx import JobContext
 from aicoderd.store import DocumentFiles, NewDocument, Store
@@ -31,7 +31,7 @@ def ingest(settings: Settings, docs: dict[str, str]) -> None:
         sha, data = files.digest(text)
         files.put(sha, data)
         new.append(NewDocument("folder:/inbox", uri, "code", "python", len(data), sha, "stored"))
-    store.record_documents(new)
+    store.documents.record(new)
     store.close()
 
 
@@ -84,7 +84,7 @@ def test_retired_document_leaves_the_next_snapshot(
     first = run_job(settings)
     assert first["documents"] == 7 and first["removed"] == {"dedup.near": 1}
     store = Store(settings.state_db)
-    assert store.retire_locations("folder:/inbox", ["/inbox/a0.py"]) == 1
+    assert store.documents.retire_locations("folder:/inbox", ["/inbox/a0.py"]) == 1
     store.close()
     second = run_job(settings)
     uris = {r["uri"] for r in datasets.load_from_disk(str(settings.corpus_dir / "dataset"))}

@@ -8,8 +8,7 @@ import pytest
 
 from aicoderd.config import CorpusConfig
 from aicoderd.corpus.document import Doc
-from aicoderd.corpus.extract import Extract
-from aicoderd.corpus.html import html_to_markdown
+from aicoderd.corpus.markdown_step import Extract, html_to_markdown
 from aicoderd.corpus.normalize import Normalize, normalize
 from aicoderd.corpus.quality import Quality
 from aicoderd.corpus.secrets import Secrets

@@ -1,119 +1,258 @@
-"""Secret redaction: one sample per detector, all replaced; identifiers and code untouched.
+"""Secret redaction: the labelled set (every secret replaced, every look-alike untouched), each
+class of secret that once leaked, and a real build whose outputs hold none of them.
 
-Samples are assembled at run time so that no secret-shaped string sits in the repository
-(push protection and scanners would rightly flag it)."""
+Secret values are made at run time (random, shaped like the real formats) so that no
+secret-shaped string sits in the repository; tests/data/secrets/cases.yaml says what counts
+as a secret."""
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import string
+import zipfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
-from aicoderd.corpus.secrets import DETECTORS, redact, redact_all
+from aicoderd.config import CorpusConfig
+from aicoderd.corpus.secrets import _SLICE, detect, kind_of, redact, redact_all, redact_strings
+from tests.helpers.secret_cases import MARK, Case, load, replaced
 
-RNG = random.Random(4)
+from .conftest import build_files
+
+CASES = load()
+SECRETS = [c for c in CASES if c.is_secret]
+BENIGN = [c for c in CASES if not c.is_secret]
+RNG = random.Random(7)
 
 
 def rand(n: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    while True:
-        value = "".join(RNG.choice(alphabet) for _ in range(n))
-        if sum(c.isdigit() for c in value) >= 3:
-            return value
+    return "".join(RNG.choice(alphabet) for _ in range(n))
 
 
-B64 = string.ascii_letters + string.digits + "+/"
-KEY_BODY = "\n".join(rand(64, B64) for _ in range(6))
-
-# detector → (text holding one secret, the secret itself)
-SAMPLES: dict[str, tuple[str, str]] = {}
-
-
-def sample(kind: str, text: str, secret: str) -> None:
-    SAMPLES[kind] = (text, secret)
+def ids(cases: list[Case]) -> list[str]:
+    seen: Counter[str] = Counter()
+    out = []
+    for c in cases:
+        seen[c.kind] += 1
+        out.append(f"{c.kind}-{seen[c.kind]}")
+    return out
 
 
-block = f"-----BEGIN RSA PRIVATE KEY-----\n{KEY_BODY}\n-----END RSA PRIVATE KEY-----"
-sample("private_key", f'KEY = """\n{block}\n"""\n', block)
-aws = "AKIA" + rand(16, string.ascii_uppercase + string.digits)
-sample("aws_access_key", f'aws_access_key_id = "{aws}"\n', aws)
-google = "AIza" + rand(35, string.ascii_letters + string.digits + "_-")
-sample("google_api_key", f"const key = '{google}';\n", google)
-azure = rand(86, string.ascii_letters + string.digits + "+/") + "=="
-sample(
-    "azure_storage_key", f"DefaultEndpointsProtocol=https;AccountName=x;AccountKey={azure}\n", azure
-)
-github = "ghp_" + rand(36)
-sample("github_token", f"git clone https://github.com/o/r  # token {github}\n", github)
-gitlab = "glpat-" + rand(20)
-sample("gitlab_token", f"export CI_TOKEN_X={gitlab}\n", gitlab)
-slack = "xoxb-" + rand(12, string.digits) + "-" + rand(24)
-sample("slack_token", f"client = WebClient({slack!r})\n", slack)
-stripe = "sk_" + "live_" + rand(24)
-sample("stripe_key", f"stripe.api_key_value = {stripe!r}\n", stripe)
-jwt = "eyJ" + rand(20, B64[:-2]) + ".eyJ" + rand(30, B64[:-2]) + "." + rand(43, B64[:-2])
-sample("jwt", f"Authorization: Bearer {jwt}\n", jwt)
-sample(
-    "url_password",
-    "DB = 'postgres://app:" + "S3cr3t-Pa55" + "@db.internal:5432/main'\n",
-    "S3cr3t-Pa55",
-)
-pw = "hunter2" + rand(3)
-sample("password_assignment", f'db_password = "{pw}"\n', pw)
-api = rand(40)
-sample("secret_assignment", f'OPENAI_API_KEY: "{api}"\n', api)
+def test_the_labelled_set_is_large_and_varied() -> None:
+    assert len(SECRETS) >= 150 and len({c.kind for c in SECRETS}) >= 30
+    assert len(BENIGN) >= 300
+    assert {c.where for c in CASES} == {"code", "config", "docs", "filename"}
 
 
-def test_every_detector_has_a_sample() -> None:
-    assert set(SAMPLES) == set(DETECTORS)
+@pytest.mark.parametrize("case", SECRETS, ids=ids(SECRETS))
+def test_each_labelled_secret_is_replaced(case: Case) -> None:
+    redacted, found = redact(case.text, MARK)
+    assert replaced(case, redacted, MARK), redacted
+    assert sum(found.values()) >= 1
 
 
-@pytest.mark.parametrize("kind", sorted(SAMPLES))
-def test_each_secret_is_redacted(kind: str) -> None:
-    text, secret = SAMPLES[kind]
-    redacted, found = redact(text)
-    assert secret not in redacted
-    assert "<SECRET>" in redacted
-    assert found == Counter({kind: 1}), found
-    # only the secret goes: what surrounds it stays
-    before, _, after = text.partition(secret)
-    assert redacted == before + "<SECRET>" + after
+@pytest.mark.parametrize("case", BENIGN, ids=ids(BENIGN))
+def test_each_look_alike_is_untouched(case: Case) -> None:
+    assert redact(case.text, MARK) == (case.text, Counter())
 
 
-def test_secrets_in_a_batch_land_in_their_own_documents() -> None:
-    texts = [SAMPLES[k][0] for k in sorted(SAMPLES)] + ["x = 1\n"]
-    out = redact_all(texts, "[REDACTED]")
-    for kind, (redacted, found) in zip(sorted(SAMPLES), out, strict=False):
-        assert found == Counter({kind: 1})
-        assert "[REDACTED]" in redacted
-    assert out[-1] == ("x = 1\n", Counter())
+# -- the classes that leaked, one by one -------------------------------------------------------
 
-
-def test_non_ascii_text_around_a_secret_survives() -> None:
-    text = f"# clé d'accès — ne pas publier\npassword = '{pw}'  # 秘密\n"
-    redacted, found = redact(text)
-    assert redacted == "# clé d'accès — ne pas publier\npassword = '<SECRET>'  # 秘密\n"
-    assert found["password_assignment"] == 1
+PW = rand(6) + "!" + rand(5, string.digits) + "x"
+KEY = rand(32)
 
 
 @pytest.mark.parametrize(
-    "clean",
+    ("text", "secret"),
     [
-        # what detect-secrets' ad-hoc scan reports as high-entropy strings
-        "def compute(depth=2):\n    return RSA(depth)\n",
-        "token = tokenizer.next_token()\nkey = keys[index]\n",
-        'password = os.environ["DB_PASSWORD"]\n',
-        'password = ""\npassword = "password"\npassword = "${DB_PASS}"\npwd = "<your password>"\n',
-        'FORCE_CHANGE_PASSWORD = "FORCE_CHANGE_PASSWORD"\n',
-        'cache_key = "user_profile_settings_v2"\n',
-        'SECRET_KEY_SETTING = "django.conf.settings.SECRET"\n',
-        'key_sha256 = "' + "ab" * 32 + '"\n',
-        "url = 'https://user@example.com/path'\nurl2 = 'https://example.com:8080/x@y'\n",
-        "-----BEGIN PRIVATE KEY-----\n_END = '-----END PRIVATE KEY-----'\n",
-        "sk_test = settings.get('sk_test')  # not a key\n",
-        'auth_header = "Authorization"\n',
+        (f"DB_PASSWORD={PW}\nPORT=8080\n", PW),  # .env
+        (f"[database]\npassword = {PW}\n", PW),  # INI
+        (f"database:\n  password: {PW}\n", PW),  # YAML
+        (f"client_secret: {KEY}\n", KEY),  # YAML, a key
+        (f"```sh\nexport API_KEY={KEY}\n```\n", KEY),  # export in Markdown
+        (f"    export DB_PASSWORD={PW}\n", PW),
     ],
 )
-def test_ordinary_code_is_untouched(clean: str) -> None:
-    assert redact(clean) == (clean, Counter())
+def test_unquoted_assignments(text: str, secret: str) -> None:
+    redacted, _ = redact(text)
+    assert redacted == text.replace(secret, "<SECRET>")
+
+
+def test_github_fine_grained_token() -> None:
+    token = "github_pat_" + rand(22) + "_" + rand(59)
+    redacted, found = redact(f'GITHUB_TOKEN = "{token}"\n')
+    assert redacted == 'GITHUB_TOKEN = "<SECRET>"\n'
+    assert sum(found.values()) == 1
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        ("REDIS_URL=redis://:{}@cache:6379/0\n", None),  # no user name
+        ("url=jdbc:mysql://db:3306/app?user=app&password={}&useSSL=true\n", None),
+        ("jdbc:sqlserver://db:1433;databaseName=app;user=sa;password={};encrypt=true\n", None),
+        ('"Server=tcp:db,1433;Database=app;User ID=app;Password={};Encrypt=True;"\n', None),
+        ("Data Source=db;User Id=sa;Pwd={};\n", None),  # ADO.NET
+        ("curl -u admin:{} https://ci.internal/api\n", None),
+        # Kingfisher's curl rule takes the user name with the password
+        (
+            'curl --user "deploy:{}" https://repo.internal\n',
+            "curl --user <SECRET> https://repo.internal\n",
+        ),
+        ("mysql -u root -p{} app < dump.sql\n", None),
+        ('pw = "{}"\n', None),  # short names
+        ("$pass = '{}';\n", None),
+        ('pwd := "{}"\n', None),
+        ("machine api.internal login deploy password {}\n", None),
+        ("<password>{}</password>\n", None),
+        ('ds.setPassword("{}");\n', None),
+        ("define('DB_PASSWORD', '{}');\n", None),
+    ],
+)
+def test_passwords_without_a_user_or_a_long_name(template: str, expected: str | None) -> None:
+    redacted, found = redact(template.format(PW))
+    assert redacted == (expected or template.format("<SECRET>"))
+    assert sum(found.values()) == 1
+
+
+def test_sendgrid_key() -> None:
+    key = "SG." + rand(22, string.ascii_letters + string.digits + "_-") + "." + rand(43)
+    redacted, found = redact(f"sg = SendGridAPIClient('{key}')\n")
+    assert redacted == "sg = SendGridAPIClient('<SECRET>')\n"
+    assert sum(found.values()) == 1
+
+
+def test_a_token_in_a_file_name() -> None:
+    token = "ghp_" + rand(36)
+    paths = [f"/home/dev/backups/{token}.txt", "/home/dev/src/app.py", f"a.zip!/keys/{token}"]
+    assert redact_strings(paths, "<SECRET>") == [
+        "/home/dev/backups/<SECRET>.txt",
+        "/home/dev/src/app.py",
+        "a.zip!/keys/<SECRET>",
+    ]
+
+
+# -- what surrounds a secret, batches, kinds ---------------------------------------------------
+
+
+def test_only_the_secret_goes() -> None:
+    text = f"# clé d'accès — ne pas publier\npassword = '{PW}'  # 秘密\n"
+    redacted, found = redact(text)
+    assert redacted == "# clé d'accès — ne pas publier\npassword = '<SECRET>'  # 秘密\n"
+    assert found == Counter({"password_literal": 1})
+
+
+def test_secrets_in_a_batch_land_in_their_own_documents() -> None:
+    """More text than one scan slice, so documents span several scans."""
+    filler = "x = 1\n" * (_SLICE // 6 // 50)
+    texts = [f'{filler}db_password = "{PW}{i}"\n' if i % 7 == 0 else filler for i in range(120)]
+    out = redact_all(texts, "[REDACTED]")
+    for i, (redacted, found) in enumerate(out):
+        if i % 7 == 0:
+            assert redacted.endswith('db_password = "[REDACTED]"\n')
+            assert found == Counter({"password_literal": 1})
+        else:
+            assert (redacted, found) == (filler, Counter())
+
+
+def test_a_secret_found_by_two_rules_counts_once() -> None:
+    token = "ghp_" + rand(36)
+    hits = detect([f'GITHUB_TOKEN = "{token}"\n'.encode()])[0]
+    assert sum(h.counted for h in hits) == 1
+    assert redact(f'GITHUB_TOKEN = "{token}"\n')[0] == 'GITHUB_TOKEN = "<SECRET>"\n'
+
+
+def test_kind_names() -> None:
+    assert kind_of("aicoderd.password-bare") == "password_bare"
+    assert kind_of("betterleaks.github-fine-grained-pat") == "github_fine_grained_pat"
+
+
+def test_the_standard_library_holds_no_secret(stdlib_texts: dict[str, str]) -> None:
+    names = list(stdlib_texts)
+    out = redact_all(list(stdlib_texts.values()), MARK)
+    for name, (redacted, found) in zip(names, out, strict=True):
+        assert not found, (name, found)
+        assert redacted == stdlib_texts[name]
+
+
+# -- a real build: no planted secret in any output file ------------------------------------
+
+
+def _padding(i: int) -> str:
+    """Distinct text around each planted case, so quality and dedup keep every document."""
+    words = [rand(RNG.randint(3, 9), string.ascii_lowercase) for _ in range(40)]
+    return f"# case {i}: " + " ".join(words) + "\n"
+
+
+def _plant(root: Path) -> list[str]:
+    """Every labelled secret as a file (file-name cases as the file's or an archive member's
+    name), plus a refused file whose name holds a token; the secrets planted."""
+    planted = []
+    for i, case in enumerate(SECRETS):
+        planted += case.secrets
+        if case.where == "filename":
+            name = case.text.rsplit("/", 1)[-1]
+            (root / f"f{i}").mkdir()
+            (root / f"f{i}" / name).write_text(_padding(i) + "print('hello')\n" + _padding(-i))
+        else:
+            (root / f"case{i}.txt").write_text(_padding(i) + case.text + _padding(-i))
+    member = "ghp_" + rand(36)
+    with zipfile.ZipFile(root / "bundle.zip", "w") as zf:
+        zf.writestr(f"keys/{member}.md", _padding(1000) + "# keys\n" + _padding(1001))
+    refused = "glpat-" + rand(20)
+    os.symlink(root / "case0.txt", root / f"link-{refused}.txt")  # refused: a symlink
+    return [*planted, member, refused]
+
+
+def test_a_build_writes_no_planted_secret_anywhere(tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    planted = _plant(inputs)
+    manifest = build_files(out, inputs)
+    assert manifest is not None
+    # every case became a document, and the refused link is listed
+    assert manifest["documents"] == len(SECRETS) + 1
+    removed = (out / "removed.jsonl").read_text()
+    assert "ingest.symlink" in removed and "<SECRET>" in removed
+    in_text = sum(len(c.secrets) for c in SECRETS if c.where != "filename")
+    assert sum(manifest["redactions"].values()) >= in_text
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert any(p.name == "ledger.sqlite" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        leaked = [s for s in planted if s.encode() in data]
+        assert not leaked, (path, leaked[:3])
+    manifest_text = json.dumps(manifest)
+    assert all(s not in manifest_text for s in planted)
+
+
+def test_an_incremental_build_redacts_the_new_names_too(tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    (inputs / "first.txt").write_text(_padding(1) + _padding(2))
+    assert build_files(out, inputs) is not None
+    token = "glpat-" + rand(20)
+    (inputs / f"notes-{token}.md").write_text(_padding(3) + _padding(4))
+    manifest = build_files(out, inputs)
+    assert manifest is not None and manifest["build"]["mode"] == "incremental"
+    assert manifest["documents"] == 2
+    for path in (p for p in out.rglob("*") if p.is_file()):
+        assert token.encode() not in path.read_bytes(), path
+    arrow = b"".join(p.read_bytes() for p in (out / "dataset").rglob("*.arrow"))
+    assert b"notes-<SECRET>.md" in arrow  # the uri column
+
+
+def test_with_redaction_off_names_and_text_stay(tmp_path: Path) -> None:
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    token = "ghp_" + rand(36)
+    (inputs / f"{token}.txt").write_text(_padding(5) + f'TOKEN = "{token}"\n' + _padding(6))
+    manifest = build_files(out, inputs, config=CorpusConfig(redact_secrets=False))
+    assert manifest is not None and manifest["redactions"] == {}
+    text = (out / "preprocessed_corpus.txt").read_text()
+    assert f'TOKEN = "{token}"' in text
+    assert any(token.encode() in p.read_bytes() for p in (out / "dataset").rglob("*.arrow"))
