@@ -64,6 +64,25 @@ def test_chunked_loss_skips_ignored_targets_and_computes_no_gradients_without_gr
         assert not chunked.linear_cross_entropy(hidden, weight, targets).requires_grad
 
 
+def test_under_bf16_autocast_the_chunked_loss_follows_the_plain_one() -> None:
+    """The CUDA path's dtype handling, exercised with the CPU's bf16 autocast."""
+    model = _model()
+    x = torch.randint(0, 1000, (2, 64))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = model(input_ids=x, labels=x).loss
+        ours = chunked.CausalLMLoss(model)(x)
+    plain.backward()
+    expected = _grads(model)
+    ours.backward()
+    got = _grads(model)
+    assert ours.dtype == torch.float32
+    assert float(ours) == pytest.approx(float(plain), rel=1e-2)
+    for name, grad in expected.items():
+        assert got[name].dtype == grad.dtype == torch.float32, name
+        cosine = torch.nn.functional.cosine_similarity(got[name].flatten(), grad.flatten(), dim=0)
+        assert float(cosine) > 0.99, name
+
+
 def test_a_step_in_slices_has_the_gradients_of_the_whole_micro_batch() -> None:
     model = _model()
     loss_of = chunked.CausalLMLoss(model)
