@@ -160,6 +160,9 @@ class TrainingConfig(_Section):
     pretokenizer: Literal["gpt2", "llama3"] = "gpt2"  # llama.cpp pre: gpt-2 / llama-bpe
     batch_size: int = Field(default=16, ge=1)  # sequences per micro-batch
     grad_accum_steps: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    # tokens per forward/backward pass: a larger micro-batch runs in slices (same gradients,
+    # less activation memory); null = ~256 MB of activations on the CPU, whole on CUDA
+    pass_tokens: int | None = Field(default=None, ge=16)
     learning_rate: float = Field(default=1e-3, gt=0)
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # cosine floor, times learning_rate
     warmup_steps: int = Field(default=100, ge=0)
@@ -176,6 +179,7 @@ class TrainingConfig(_Section):
     keep_checkpoints: int = Field(default=2, ge=1)
     seed: int = 1337
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA + bf16 when present
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads; null = torch's default
     # torch.compile the model; null = on CUDA (1.85x tokens/s for `base` on an H200), off on
     # the CPU (compiling costs more than a short CPU run gains)
     compile: bool | None = None

@@ -67,7 +67,10 @@ def corpus_blocks(
             prefix, suffix, middle = encoded[first : first + 3]
             parts.append([*fim_ids(base, prefix, suffix), *middle, base.eos])
     stream = np.fromiter((i for p in parts for i in p), dtype=np.int64)
-    return data.blocks(stream, context), sum(1 for _, n in layout if n == 3)
+    import torch
+
+    blocks = torch.from_numpy(np.ascontiguousarray(data.blocks(stream, context)))
+    return blocks, sum(1 for _, n in layout if n == 3)
 
 
 def _encode_all(base: Base, texts: list[str]) -> list[list[int]]:

@@ -167,7 +167,7 @@ def _logratio(
 
 def _replay_blocks(
     corpus_dir: Path | None, tok: Any, cache_dir: Path | None, context: int
-) -> torch.Tensor | None:
+) -> data.Tokens | None:
     if corpus_dir is None:
         return None
     streams = data.token_streams(load_corpus(corpus_dir), tok, cache_dir)
