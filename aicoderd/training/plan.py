@@ -21,6 +21,8 @@ from aicoderd.training import data, optim
 FORWARD_SHARE = 0.4  # an eval pass's time / a training pass's (forward only ~1/3, plus margin)
 EVAL_SHARE = 0.05  # a time-bounded run spends at most this share of its budget evaluating
 OVERRUN = 0.1  # the hard stop: budget * (1 + this), for steps slower than the plan measured
+REVISIONS = 10  # a time-bounded run checks its pace this many times after fixing the total
+SLACK = 0.02  # ...and cuts the total when the rest would overrun the budget by more than this
 MEASURED = 5  # a time-bounded run's warmup is at least this long: the steps its plan times
 
 
@@ -35,6 +37,7 @@ class Plan:
     budget_seconds: float | None = None
     step_seconds: float | None = None  # the measured step time the total was fixed from
     fixed_at_step: int | None = None
+    revised_at_step: int | None = None  # the last step the total was cut at (steps slowed down)
 
     def lr_factor(self, step: int, floor: float) -> float:
         """Linear warmup, then cosine to ``floor`` at ``total``."""
@@ -111,3 +114,36 @@ def fix_total(
     if total < plan.total:
         plan.total, plan.bound = total, "max_wall_seconds"
     plan.step_seconds, plan.fixed_at_step, plan.fixed = step_seconds, step, True
+
+
+def revise_due(plan: Plan, step: int) -> bool:
+    """Whether a fixed time-bounded run checks its pace at ``step`` (ten times a run)."""
+    if plan.budget_seconds is None or not plan.fixed or plan.fixed_at_step is None:
+        return False
+    every = max(1, (plan.total - plan.fixed_at_step) // REVISIONS)
+    return step > plan.fixed_at_step and (step - plan.fixed_at_step) % every == 0
+
+
+def revise(
+    plan: Plan,
+    cfg: TrainingConfig,
+    step: int,
+    step_seconds: float,
+    remaining: float,
+    eval_seconds: float,
+) -> bool:
+    """Cut the total when the steps left, at the recent pace, and the evaluations to come would
+    overrun the budget (the machine got busier): the cosine still reaches its floor when the
+    budget ends, a little sooner than planned, instead of being stopped half-way down. A run
+    that got faster keeps its total (it ends early). True when the total was cut."""
+    evals = (plan.total - 1) // plan.eval_every - step // plan.eval_every + 1
+    needed = (plan.total - step) * step_seconds + evals * eval_seconds
+    if needed <= remaining * (1 + SLACK):
+        return False
+    fixed_at, measured = plan.fixed_at_step, plan.step_seconds
+    before = plan.total
+    fix_total(plan, cfg, step, step_seconds, remaining, eval_seconds)
+    plan.fixed_at_step, plan.step_seconds = fixed_at, measured
+    if plan.total < before:
+        plan.revised_at_step = step
+    return plan.total < before

@@ -172,6 +172,11 @@ def pretrain(
             eval_time = planning.eval_seconds(typical / step_passes, eval_passes)
             remaining = (plan.budget_seconds or 0.0) - run.seconds
             planning.fix_total(plan, cfg, run.step, typical, remaining, eval_time)
+        elif planning.revise_due(plan, run.step):  # ...and later: is it still on time?
+            recent = _agree_seconds(_typical(step_times[-2 * planning.MEASURED :]), rt)
+            eval_time = planning.eval_seconds(recent / step_passes, eval_passes)
+            remaining = (plan.budget_seconds or 0.0) - run.seconds
+            planning.revise(plan, cfg, run.step, recent, remaining, eval_time)
         cancel, late = _agree([hooks.should_stop(), plan.over_budget(run.seconds)], rt)
         if cancel or late:
             stopped = "cancelled" if cancel else "max_wall_seconds"

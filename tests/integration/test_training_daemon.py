@@ -121,7 +121,9 @@ def test_a_train_job_bounded_by_time_completes_and_a_cancelled_one_leaves_nothin
     metrics = json.loads((d.data_dir / "models" / "timed" / "metrics.json").read_text())
     plan = metrics["plan"]
     assert plan["bound"] == "max_wall_seconds" and plan["fixed_at_step"] == plan["warmup"]
-    assert metrics["schedule_complete"] and metrics["steps"] == plan["total"] > plan["warmup"]
+    # complete even when other work slowed the steps (the total is then cut on the way)
+    assert metrics["schedule_complete"], (plan, metrics["steps"], metrics["wall_seconds"])
+    assert metrics["steps"] == plan["total"] > plan["warmup"]
     assert metrics["wall_seconds"] <= 15 * 1.1
 
     doomed = _submit(d, "train", params | {"version": "doomed", "max_steps": 100_000})

@@ -147,6 +147,28 @@ def test_a_time_bounded_plan_ends_its_schedule_with_the_budget() -> None:
     assert not short.over_budget(329.0) and short.over_budget(330.0)
 
 
+def test_a_run_that_slows_down_cuts_its_total_and_still_ends_its_schedule_on_time() -> None:
+    cfg = TrainingConfig(max_steps=10_000, warmup_steps=100, max_wall_seconds=300, eval_every=50)
+    plan = planning.new(cfg, tokens_per_step=1000)
+    planning.choose_warmup(plan, cfg, first_step=1.0, remaining=298.0)
+    planning.fix_total(plan, cfg, 29, step_seconds=0.5, remaining=270.0, eval_seconds=2.0)
+    total = plan.total
+    due = [s for s in range(plan.total + 1) if planning.revise_due(plan, s)]
+    assert len(due) == planning.REVISIONS and due[0] > 29
+    # On pace: nothing changes. Faster: the total stays (the run ends early).
+    assert not planning.revise(plan, cfg, due[0], 0.5, 270.0 - (due[0] - 29) * 0.5, 2.0)
+    assert not planning.revise(plan, cfg, due[0], 0.3, 270.0 - (due[0] - 29) * 0.5, 2.0)
+    # Twice as slow from here on: the total is cut so the rest fits the time left.
+    step, remaining = due[0], 270.0 - (due[0] - 29) * 0.5
+    assert planning.revise(plan, cfg, step, 1.0, remaining, 2.0)
+    assert step < plan.total < total and plan.revised_at_step == step
+    assert (plan.fixed_at_step, plan.step_seconds) == (29, 0.5)  # the first fix is kept
+    evals = (plan.total - 1) // plan.eval_every - step // plan.eval_every + 1
+    assert (plan.total - step) * 1.0 + evals * 2.0 <= remaining
+    assert plan.lr_factor(plan.total, 0.1) == pytest.approx(0.1)
+    assert not planning.revise_due(planning.new(TrainingConfig(max_steps=50), 1000), 10)
+
+
 def test_a_resumed_run_keeps_its_spec_and_reports_what_changed(tmp_path: Path) -> None:
     first = TrainingConfig(preset="tiny", max_steps=50, learning_rate=3e-3, threads=1)
     spec.write(tmp_path, first, shape={"hidden": 256})
