@@ -189,6 +189,11 @@ class TrainingConfig(_Section):
     replay_fraction: float = Field(default=0.2, ge=0, lt=1)  # pretraining text in each batch
     preference_beta: float = Field(default=0.1, gt=0)  # DPO / KTO temperature
     gate_tolerance: float = Field(default=0.01, ge=0)  # promote if loss <= current * (1 + t)
+    # ...and if infilling exact match >= current's - margin (absolute, 0.02 = 2 points)
+    gate_infill_margin: float = Field(default=0.02, ge=0, le=1)
+    fim_rate: float = Field(default=0.5, ge=0, le=1)  # pretraining documents made fill-in-middle
+    fim_spm_rate: float = Field(default=0.5, ge=0, le=1)  # of those, suffix-prefix-middle order
+    completion_cases: int = Field(default=200, ge=1)  # lines masked by the completion metrics
 
     @field_validator("hidden_size", "intermediate_size")
     @classmethod

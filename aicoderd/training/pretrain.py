@@ -29,6 +29,7 @@ from aicoderd.training import model as shapes
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus
+from aicoderd.training.fim import Fim
 
 if TYPE_CHECKING:
     import torch
@@ -85,7 +86,7 @@ def pretrain(
     tok, config = _tokenizer_and_model_config(out_dir, corpus.train, cfg, rt, resumed=bool(state))
 
     # Data: the token streams (cached per snapshot), cut into blocks of the context length.
-    streams = data.token_streams(corpus, tok, cache_dir)
+    streams = data.token_streams(corpus, tok, cache_dir, Fim.from_config(cfg))
     context = int(config.max_position_embeddings)
     train_blocks = data.blocks(streams.train, context)
     eval_blocks = data.blocks(streams.eval, context)[: cfg.eval_batches * cfg.batch_size]
@@ -176,6 +177,7 @@ def pretrain(
     n_params = sum(p.numel() for p in model.parameters())
     metrics = _metrics(run, total, stopped, corpus_dir, corpus.snapshot, n_params, rt)
     metrics["unigram_eval_loss"] = data.unigram_loss(streams.train, streams.eval, len(tok))
+    metrics |= {"fim_rate": cfg.fim_rate, "fim_spm_rate": cfg.fim_spm_rate}
     metrics["tokens_per_s"] = session_tokens / session_seconds if session_seconds else None
     if rt.main:
         model.save_pretrained(out_dir)
