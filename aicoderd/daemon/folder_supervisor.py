@@ -53,10 +53,12 @@ class FolderSet:
         worker_args: tuple[Path, Path, str, str],
         limits: Callable[[], ExtractLimits],
         on_batch: Callable[[], None],
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.limits = limits
         self.on_batch = on_batch  # events were written by the worker process
+        self.on_change = on_change  # its counts (pending files, watcher) changed
         self.watcher_kind = "none"
         self.cli_in_flight = 0
         self._args = worker_args  # state db, documents dir, log level, log format
@@ -188,7 +190,10 @@ class FolderSet:
                 configured.set_result(None)
             if message.batches:
                 self.on_batch()
+            else:
+                self.on_change()
         elif isinstance(message, Ingested):
+            self.on_batch()  # before the caller hears: what it asks next includes the batch
             future = self._requests.pop(message.id, None)
             if future is not None and not future.done():
                 future.set_result(message)

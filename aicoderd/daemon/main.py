@@ -52,9 +52,10 @@ class Daemon:
         self._stop = asyncio.Event()
         self._event_signal = asyncio.Event()
         self._stack = contextlib.AsyncExitStack()
-        self._status_flight: asyncio.Future[tuple[schemas.Status, bytes]] | None = None
+        self._status_flights: dict[int, asyncio.Future[tuple[schemas.Status, bytes]]] = {}
         self._status_made = 0.0
-        self._status_last: tuple[schemas.Status, bytes] | None = None
+        self._status_last: tuple[int, tuple[schemas.Status, bytes]] | None = None
+        self._changes = 0  # bumped by every stored event and ingested batch
         self._last_prune = 0.0
 
     # -- start-up ----------------------------------------------------------------------------
@@ -77,7 +78,7 @@ class Daemon:
         stack.callback(self.store.close)
 
         def event_stored() -> None:  # may run in a worker thread
-            loop.call_soon_threadsafe(self._event_signal.set)
+            loop.call_soon_threadsafe(self._changed)
 
         self.store.on_event = event_stored
         self.store.events.add("daemon.started", {"version": __version__, "pid": os.getpid()})
@@ -91,6 +92,7 @@ class Daemon:
             worker_args=(s.state_db, s.documents_dir, s.log_level, s.log_format),
             limits=lambda: ExtractLimits.from_config(self.settings.ingest),
             on_batch=self._ingested,
+            on_change=self._changed,
         )
         self.corpus_trigger = CorpusTrigger(
             self.store, self.jobs, lambda: self.settings, self.runner.wake
@@ -211,7 +213,7 @@ class Daemon:
     def _ingested(self) -> None:
         """The folder worker stored a batch (its events are in the store): wake event
         followers, and let the corpus trigger look at the documents now."""
-        self._event_signal.set()
+        self._changed()
         self.corpus_trigger.poke()
 
     # -- what the API asks ---------------------------------------------------------------------
@@ -224,25 +226,37 @@ class Daemon:
         return (await self._status_once())[1]
 
     async def _status_once(self) -> tuple[schemas.Status, bytes]:
-        """Requests share the status: one made less than STATUS_MAX_AGE ago is answered again;
-        an older one starts a new look (one at a time) and is answered meanwhile while it is
-        younger than STATUS_STALE_OK, so 200 clients polling during a burst cost a few looks a
-        second and never wait for one."""
-        age = time.monotonic() - self._status_made
-        flight = self._status_flight
-        if age >= STATUS_MAX_AGE and (flight is None or flight.done()):
-            flight = self._status_flight = asyncio.ensure_future(self._make_status())
-        if self._status_last is not None and age < STATUS_STALE_OK:
-            return self._status_last
+        """Requests share the status: while nothing has changed since a look (no event stored,
+        no batch ingested: what a client did is always in the answer it gets next), a look less
+        than STATUS_MAX_AGE old is answered again, and one younger than STATUS_STALE_OK while a
+        newer look is made; requests that must wait share one look. So 200 clients polling at
+        once cost a few looks a second, not one per request."""
+        generation, now = self._changes, time.monotonic()
+        last = self._status_last
+        current = last is not None and last[0] == generation
+        flight = self._status_flights.get(generation)
+        if flight is None and (not current or now - self._status_made >= STATUS_MAX_AGE):
+            flight = self._status_flights[generation] = asyncio.ensure_future(
+                self._make_status(generation)
+            )
+            flight.add_done_callback(lambda _: self._status_flights.pop(generation, None))
+        if last is not None and current and now - self._status_made < STATUS_STALE_OK:
+            return last[1]
         assert flight is not None
         return await asyncio.shield(flight)
 
-    async def _make_status(self) -> tuple[schemas.Status, bytes]:
+    async def _make_status(self, generation: int) -> tuple[schemas.Status, bytes]:
         started = time.monotonic()
         status = await self._read_status()
         made = status, json.dumps(status.model_dump(mode="json")).encode()
-        self._status_last, self._status_made = made, started
+        if self._status_last is None or self._status_last[0] <= generation:
+            self._status_last, self._status_made = (generation, made), started
         return made
+
+    def _changed(self) -> None:
+        """Something the status shows changed: the next answer is a new look."""
+        self._changes += 1
+        self._event_signal.set()
 
     async def _read_status(self) -> schemas.Status:
         stored = await asyncio.to_thread(self._stored_counts)

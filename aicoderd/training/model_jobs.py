@@ -36,7 +36,7 @@ def _hooks(ctx: JobContext) -> Hooks:
 
 def _config(settings: Settings, params: dict[str, Any]) -> TrainingConfig:
     data = settings.training.model_dump()
-    data.update({k: params[k] for k in ("preset", "max_steps", "finetune_steps") if k in params})
+    data.update({k: params[k] for k in ("preset", "max_steps", "max_wall_seconds", "finetune_steps") if k in params})
     return TrainingConfig.model_validate(data)
 
 
