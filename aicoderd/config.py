@@ -142,7 +142,7 @@ class CorpusConfig(_Section):
         return value
 
 
-# The model presets, smallest first (aicoderd.training.model holds their shapes).
+# The model presets, smallest first (aicoderd.training.shapes holds their shapes).
 PresetName = Literal["tiny", "small", "base"]
 PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 
@@ -160,6 +160,9 @@ class TrainingConfig(_Section):
     pretokenizer: Literal["gpt2", "llama3"] = "gpt2"  # llama.cpp pre: gpt-2 / llama-bpe
     batch_size: int = Field(default=16, ge=1)  # sequences per micro-batch
     grad_accum_steps: int = Field(default=1, ge=1)  # micro-batches per optimizer step
+    # tokens per forward/backward pass: a larger micro-batch runs in slices (same gradients,
+    # less activation memory); null = ~256 MB of activations on the CPU, whole on CUDA
+    pass_tokens: int | None = Field(default=None, ge=16)
     learning_rate: float = Field(default=1e-3, gt=0)
     min_lr_ratio: float = Field(default=0.1, ge=0, le=1)  # cosine floor, times learning_rate
     warmup_steps: int = Field(default=100, ge=0)
@@ -176,6 +179,7 @@ class TrainingConfig(_Section):
     keep_checkpoints: int = Field(default=2, ge=1)
     seed: int = 1337
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: CUDA + bf16 when present
+    threads: int | None = Field(default=None, ge=1)  # torch CPU threads; null = torch's default
     # torch.compile the model; null = on CUDA (1.85x tokens/s for `base` on an H200), off on
     # the CPU (compiling costs more than a short CPU run gains)
     compile: bool | None = None
@@ -279,6 +283,53 @@ class PipelineConfig(_Section):
     auto_deploy: bool = True  # deploy each verified export of the current model to Ollama
     retry_seconds: float = Field(default=600.0, gt=0)  # a failed export/deploy: again after
     retry_max: int = Field(default=5, ge=0)  # ...this, doubling, at most this many times
+
+
+# Where a user install and the Linux system service keep Ollama's models.
+OLLAMA_MODELS_DIRS = ("~/.ollama/models", "/usr/share/ollama/.ollama/models")
+
+
+class AdaptConfig(_Section):
+    """LoRA on a model the user already has in Ollama, deployed beside it (never over it)."""
+
+    # NAME[:TAG] of an Ollama model to adapt; null: the daemon adapts nothing
+    from_: str | None = Field(default=None, alias="from")
+    suffix: str = Field(default="mine", pattern=r"^[a-z0-9][a-z0-9._-]{0,30}$")  # <name>-<suffix>
+    mode: Literal["merged", "adapter"] = "merged"  # adapter: a GGUF LoRA on the base in Ollama
+    # Ollama's models directory (read only); null: $OLLAMA_MODELS as it is at load, else the
+    # first of ~/.ollama/models and /usr/share/ollama/.ollama/models that exists
+    ollama_models: Path | None = Field(default=None, validate_default=True)
+    rank: int = Field(default=16, ge=1, le=512)  # LoRA rank
+    alpha: int = Field(default=32, ge=1)  # LoRA alpha (scale alpha / rank)
+    dropout: float = Field(default=0.0, ge=0, lt=1)
+    learning_rate: float = Field(default=2e-4, gt=0)
+    batch_size: int = Field(default=4, ge=1)  # sequences per step
+    context_length: int = Field(default=512, ge=16)  # tokens per sequence (at most the model's)
+    max_steps: int = Field(default=300, ge=1)
+    max_tokens: int | None = Field(default=None, ge=1)  # stop after this many training tokens
+    max_wall_seconds: float | None = Field(default=None, gt=0)  # ...or this much training time
+    fim_rate: float = Field(default=0.5, ge=0, le=1)  # corpus blocks made fill-in-the-middle
+    feedback_fraction: float = Field(default=0.5, ge=0, le=1)  # of a batch, when feedback exists
+    checkpoint_every: int = Field(default=50, ge=1)
+    seed: int = 1337
+    gate_tolerance: float = Field(default=0.0, ge=0)  # the adapted model must beat the base
+    eval_bytes: int = Field(default=32 * 1024, ge=1)  # of the eval split the gate reads (CPU: slow)
+    completion_cases: int = Field(default=100, ge=0)  # masked lines the gate completes, per model
+    gate_infill_margin: float = Field(default=0.0, ge=0, le=1)  # infilling may drop this much
+    auto: bool = True  # the pipeline queues adapt on corpus growth and on feedback
+    min_new_tokens: int = Field(default=100_000, ge=1)  # corpus growth since the last adapt
+    min_feedback: int = Field(default=50, ge=1)  # ...or valid feedback records since it
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, serialize_by_alias=True)
+
+    @field_validator("ollama_models", mode="before")
+    @classmethod
+    def _ollama_models(cls, value: Any) -> Any:
+        if value:
+            return Path(value).expanduser()
+        if os.environ.get("OLLAMA_MODELS"):
+            return Path(os.environ["OLLAMA_MODELS"]).expanduser()
+        return next((p for p in map(Path, OLLAMA_MODELS_DIRS) if p.expanduser().is_dir()), None)
 
 
 _INTERVAL = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
@@ -485,6 +536,7 @@ class Settings(BaseSettings):
     export: ExportConfig = Field(default_factory=ExportConfig)
     ollama: OllamaConfig = Field(default_factory=OllamaConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
     sources: list[SourceConfig] = Field(default_factory=list)
 
     @classmethod

@@ -145,8 +145,7 @@ def part_make(args: argparse.Namespace) -> dict[str, Any]:
     import torch
     from transformers import LlamaForCausalLM
 
-    from aicoderd.training import model as shapes
-    from aicoderd.training import prompt
+    from aicoderd.training import prompt, shapes
     from aicoderd.training import tokenizer as tokenization
 
     out = Path(args.model)

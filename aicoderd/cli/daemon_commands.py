@@ -106,6 +106,8 @@ def _pipeline_lines(p: schemas.PipelineStatus, running: dict[int, schemas.Runnin
         out.append(f"  last gate (job #{g.job_id}, {g.model}): {verdict}: {g.reason}")
     for name in STAGES:
         out.append(f"  {name}: {_stage(getattr(p, name), running)}")
+    if p.adapt is not None:
+        out.append(f"  adapt: {_stage(p.adapt, running)}")
     return out
 
 

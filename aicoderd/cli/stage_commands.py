@@ -73,6 +73,17 @@ def register(sub: Any) -> None:
     dep.add_argument("--force", action="store_true", help="deploy a GGUF not verified in llama.cpp")
     models = add("models", "the deployed versions in Ollama, with metrics", "ollama", "models")
     models.add_argument("--name", help="model name (default: ollama.model)")
+    ad = add(
+        "adapt", "teach an Ollama model your code (LoRA), deployed beside it", "adapt", "adapt"
+    )
+    ad.add_argument("--from", dest="source", required=True, help="NAME[:TAG], PATH.gguf or HF dir")
+    ad.add_argument("--corpus", required=True, help="corpus directory (aicoder corpus build)")
+    ad.add_argument("--out", required=True, help="working directory (run again to resume)")
+    ad.add_argument("--max-steps", type=int, help="LoRA steps (default from config)")
+    ad.add_argument("--feedback", nargs="+", help="feedback JSONL files to learn from")
+    ad.add_argument("--mode", choices=["merged", "adapter"], help="default: adapt.mode")
+    ad.add_argument("--version", help="the version tag (default: the --out folder's name)")
+    ad.add_argument("--no-deploy", action="store_true", help="write and check, deploy nothing")
     rb = add("rollback", "point <model>:latest back to an earlier version", "ollama", "rollback")
     rb.add_argument("version", nargs="?", help="default: the version before the current")
     rb.add_argument("--name", help="model name (default: ollama.model)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 
+from aicoderd.adapt.job_kinds import ADAPT
 from aicoderd.corpus.job_kinds import BUILD
 from aicoderd.errors import BadRequest
 from aicoderd.export.job_kinds import EXPORT
@@ -29,7 +30,7 @@ VERIFY = JobKind(
 )
 
 REGISTRY: dict[str, JobKind] = {
-    k.name: k for k in (VERIFY, FETCH, BUILD, TRAIN, FINETUNE, EVAL, EXPORT, DEPLOY)
+    k.name: k for k in (VERIFY, FETCH, BUILD, TRAIN, FINETUNE, EVAL, EXPORT, DEPLOY, ADAPT)
 }
 
 

@@ -56,6 +56,7 @@ class Daemon:
         self._status_made = 0.0
         self._status_last: tuple[int, tuple[schemas.Status, bytes]] | None = None
         self._changes = 0  # bumped by every stored event and ingested batch
+        self._pipeline_started = False
         self._last_prune = 0.0
 
     # -- start-up ----------------------------------------------------------------------------
@@ -100,6 +101,7 @@ class Daemon:
         self.pipeline = ModelPipeline(
             self.store, self.jobs, lambda: self.settings, self.runner.wake
         )
+        self._pipeline_started = True
         self.feedback = FeedbackFollower(self.store, s)
         self.scheduler = SourceScheduler(self.store, self.jobs, self.runner.wake)
         self.scheduler.start(s)
@@ -257,6 +259,8 @@ class Daemon:
         """Something the status shows changed: the next answer is a new look."""
         self._changes += 1
         self._event_signal.set()
+        if self._pipeline_started:
+            self.pipeline.poke()
 
     async def _read_status(self) -> schemas.Status:
         stored = await asyncio.to_thread(self._stored_counts)

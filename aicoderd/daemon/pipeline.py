@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd import log
+from aicoderd.adapt.job_kinds import ADAPT
 from aicoderd.config import PRESET_NAMES, Settings
 from aicoderd.corpus import snapshot
 from aicoderd.corpus.job_kinds import BUILD, CorpusBuilt
@@ -142,6 +143,7 @@ class ModelPipeline:
     """Queues train, eval, export, deploy and finetune jobs as :mod:`.policy` decides."""
 
     INTERVAL = 2.0  # seconds between looks; each costs a few indexed queries and small reads
+    SOONEST = 0.25  # a poke (a job ended, feedback came) brings the next look forward, to this
 
     def __init__(
         self,
@@ -159,6 +161,11 @@ class ModelPipeline:
         self._tokens: dict[str, int | None] = {}  # snapshot id → tokens_estimate (immutable)
         self._metrics: dict[Path, dict[str, Any]] = {}  # model dir → metrics.json (immutable)
         self._figures_seen: dict[tuple[Path, int], schemas.ModelFigures | None] = {}
+        self._poked = asyncio.Event()
+
+    def poke(self) -> None:
+        """Something the facts hold changed (an event was stored): look soon."""
+        self._poked.set()
 
     async def run(self) -> None:
         while True:
@@ -169,13 +176,16 @@ class ModelPipeline:
             else:
                 if plan.submit:
                     self.wake()
-            await asyncio.sleep(self.INTERVAL)
+            await asyncio.sleep(self.SOONEST)
+            self._poked.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poked.wait(), self.INTERVAL - self.SOONEST)
 
     def check(self) -> policy.Plan:
         """One look: read the facts, queue what the policy says, remember what stages wait for."""
         settings = self.settings()
         facts = self.facts(settings)
-        plan = policy.decide(facts, settings.pipeline)
+        plan = policy.decide(facts, settings.pipeline, settings.adapt)
         queued: dict[str, int] = {}
         for sub in plan.submit:
             job = self.jobs.submit(sub.kind, sub.params)
@@ -258,6 +268,7 @@ class ModelPipeline:
             parity_checker=_parity_checker(),
             now=time.time(),
             new_feedback=self._new_feedback([name for name, _ in lineage]) if lineage else 0,
+            adapt_feedback=self._feedback_since_adapt(),
             active=active,
             last=last,
             newest=newest,
@@ -315,6 +326,12 @@ class ModelPipeline:
             if (base and Path(str(base)).name in lineage) or version in lineage:
                 since = float(job["started"] or job["created"])
                 break
+        return self.store.feedback.count_since(since)
+
+    def _feedback_since_adapt(self) -> int:
+        """Valid records received since the pipeline's last ``adapt`` job started."""
+        rows = self.store.jobs.newest_marked((ADAPT.name,), policy.PIPELINE)
+        since = float(rows[0]["started"] or rows[0]["created"]) if rows else 0.0
         return self.store.feedback.count_since(since)
 
     def _jobs(

@@ -23,6 +23,9 @@ names the job it continues (``params.pipeline.after``), so it happens once per j
 - A failed export or deploy is tried again after ``retry_seconds`` (doubling, at most
   ``retry_max`` times), and at once when what it lacked is there now (the parity checker
   installed); a stage whose newer job, queued by hand or not, succeeded shows no old failure.
+- ``adapt`` (LoRA on the Ollama model ``adapt.from``, deployed beside it) when the corpus grew
+  by ``adapt.min_new_tokens`` since the last adapt's snapshot, or ``adapt.min_feedback``
+  records arrived since it started; at most one per snapshot unless feedback arrives.
 
 Jobs submitted by hand keep the model lane busy but never become links of the chain.
 """
@@ -34,7 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aicoderd import protocol
-from aicoderd.config import PipelineConfig
+from aicoderd.adapt.job_kinds import ADAPT
+from aicoderd.config import AdaptConfig, PipelineConfig
 from aicoderd.corpus.job_kinds import BUILD
 from aicoderd.export.job_kinds import EXPORT, Exported
 from aicoderd.jobctx import JobResult
@@ -44,7 +48,7 @@ from aicoderd.training.job_kinds import EVAL, FINETUNE, TRAIN, Evaluated, Traine
 PIPELINE = "pipeline"  # the params key that marks (and explains) a job the pipeline queued
 # One at a time: each changes what "current" is.
 MODEL_KINDS = (TRAIN.name, FINETUNE.name, EVAL.name)
-STAGES = (TRAIN.name, FINETUNE.name, EVAL.name, EXPORT.name, DEPLOY.name)
+STAGES = (TRAIN.name, FINETUNE.name, EVAL.name, EXPORT.name, DEPLOY.name, ADAPT.name)
 CORPUS_JOB = BUILD.name
 
 
@@ -83,6 +87,7 @@ class Facts:
     parity_checker: bool = True  # llama.cpp's Python binding can be imported now
     now: float = 0.0  # Unix time of this look
     new_feedback: int = 0  # valid records since the last finetune of the current model
+    adapt_feedback: int = 0  # valid records since the last adapt job started (all: none yet)
     active: dict[str, Job] = field(default_factory=dict)  # a queued or running job per kind
     last: dict[str, Job] = field(default_factory=dict)  # the newest pipeline job per kind
     newest: dict[str, Job] = field(default_factory=dict)  # the newest job per kind, any origin
@@ -122,7 +127,7 @@ class Plan:
         self.stages[kind] = Stage("waiting", why)
 
 
-def decide(f: Facts, cfg: PipelineConfig) -> Plan:
+def decide(f: Facts, cfg: PipelineConfig, adapt: AdaptConfig | None = None) -> Plan:
     """What to queue now, and what each stage waits for."""
     plan = Plan()
     for kind in STAGES:
@@ -131,6 +136,7 @@ def decide(f: Facts, cfg: PipelineConfig) -> Plan:
             plan.stages[kind] = Stage(job.state, job_id=job.id)
     for step in (_evaluate, _export, _deploy, _train, _finetune):
         step(f, cfg, plan)
+    _adapt(f, adapt or AdaptConfig(), plan)
     return plan
 
 
@@ -295,6 +301,38 @@ def _finetune(f: Facts, cfg: PipelineConfig, plan: Plan) -> None:
         plan.wait(FINETUNE.name, f"{busy} to end ({why})", last)
         return
     plan.queue(FINETUNE.name, {"base": f.model}, {"feedback": f.new_feedback}, why)
+
+
+def _adapt(f: Facts, cfg: AdaptConfig, plan: Plan) -> None:
+    if ADAPT.name in plan.stages:
+        return
+    if not cfg.from_ or not cfg.auto:
+        why = "adapt.from is not set" if not cfg.from_ else "adapt.auto is false"
+        plan.stages[ADAPT.name] = Stage("disabled", why)
+        return
+    last = f.last.get(ADAPT.name)
+    if f.snapshot is None:
+        plan.wait(ADAPT.name, "the first corpus snapshot", last)
+        return
+    grown = f.tokens - int(last.mark.get("tokens", 0)) if last else f.tokens
+    new_snapshot = last is None or last.mark.get("snapshot") != f.snapshot
+    if new_snapshot and grown >= cfg.min_new_tokens:
+        why = f"the corpus grew by {grown:,} tokens since the last adapt ({cfg.min_new_tokens:,})"
+    elif f.adapt_feedback >= cfg.min_feedback:
+        why = f"{f.adapt_feedback:,} new feedback records ({cfg.min_feedback:,})"
+    else:
+        text = (
+            f"{max(grown, 0):,} of {cfg.min_new_tokens:,} new tokens in a new snapshot, or"
+            f" {f.adapt_feedback:,} of {cfg.min_feedback:,} feedback records, to adapt {cfg.from_}"
+        )
+        plan.wait(ADAPT.name, text, last)
+        return
+    busy = _busy(f, plan, with_corpus=True)
+    if busy:
+        plan.wait(ADAPT.name, f"{busy} to end ({why})", last)
+        return
+    mark = {"snapshot": f.snapshot, "tokens": f.tokens, "feedback": f.adapt_feedback}
+    plan.queue(ADAPT.name, {}, mark, why)
 
 
 def _busy(f: Facts, plan: Plan, *, with_corpus: bool) -> str | None:

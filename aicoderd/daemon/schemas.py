@@ -122,6 +122,9 @@ class PipelineStatus(_Model):
     eval: PipelineStage = Field(description="the gate; it promotes a model that passes")
     export: PipelineStage
     deploy: PipelineStage
+    adapt: PipelineStage | None = Field(
+        default=None, description="LoRA on the Ollama model adapt.from, deployed beside it"
+    )
 
 
 class SourceStatus(_Model):

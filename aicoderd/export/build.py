@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aicoderd.errors import ExportError
 from aicoderd.export import constants as C
 from aicoderd.export import convert, inference, llamacpp, quantize
-from aicoderd.export.verify import Limits
+from aicoderd.export.verify import Limits, Reference
 from aicoderd.fsutil import atomic_write
 from aicoderd.gguf_types import Method, OutputType
 
@@ -37,6 +37,7 @@ class BuildOptions:
     converter: str = "builtin"  # builtin | llamacpp
     llama_cpp_dir: Path | None = None
     meta: convert.Metadata = field(default_factory=convert.Metadata)
+    reference: Reference | None = None  # what parity compares with (None: the model dir)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BuildOptions:
@@ -149,7 +150,7 @@ def parity(gguf: Path, model_dir: Path, out_type: str, opts: BuildOptions) -> di
     """The parity report of ``gguf`` against ``model_dir`` (torch loads only here)."""
     from aicoderd.export.verify import verify
 
-    return verify(gguf, model_dir, out_type, opts.limits).to_dict()
+    return verify(gguf, model_dir, out_type, opts.limits, reference=opts.reference).to_dict()
 
 
 def settle(staging: Path, out: Path, report: dict[str, Any]) -> dict[str, Any]:

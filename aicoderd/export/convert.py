@@ -82,6 +82,9 @@ class Metadata:
     description: str | None = None
     license: str | None = None
     extra: dict[str, str] = field(default_factory=dict)  # more aicoder.* string keys
+    # GGUF keys written as they are instead of the model dir's tokenizer and our chat template
+    # (key → (value, type, array item type)): a public model's vocabulary, carried over
+    carry: dict[str, tuple[Any, Any, Any]] | None = None
 
 
 @dataclass
@@ -154,13 +157,14 @@ def export(
         raise ExportError(f"{out_type} is not made in process (llama-quantize or Ollama makes it)")
     config = read_config(model_dir)
     arch = archs.for_config(config)
-    voc = vocab.read(model_dir, arch.vocab_size, config)
+    meta = meta or Metadata()
+    voc = None if meta.carry else vocab.read(model_dir, arch.vocab_size, config)
     tensors = plan(arch, st.tensors(model_dir), target)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}{C.SCRATCH_SUFFIX}")
     try:
         writer = _Writer(tmp, arch.arch_name)
-        _write_metadata(writer, arch, voc, target, model_dir, meta or Metadata(), config)
+        _write_metadata(writer, arch, voc, target, model_dir, meta, config)
         for t in tensors:
             shape = quantize.byte_shape(t.shape, t.ggml)
             writer.add_tensor_info(
@@ -225,7 +229,7 @@ def _close(writer: gguf.GGUFWriter) -> None:
 def _write_metadata(
     w: gguf.GGUFWriter,
     arch: archs.Architecture,
-    voc: vocab.Vocab,
+    voc: vocab.Vocab | None,
     target: OutputType,
     model_dir: Path,
     meta: Metadata,
@@ -243,8 +247,11 @@ def _write_metadata(
     if not target.lossless:
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
     arch.write_hparams(w)
-    _write_vocab(w, voc)
-    w.add_chat_template(prompt.chat_template())
+    if voc is not None:
+        _write_vocab(w, voc)
+        w.add_chat_template(prompt.chat_template())
+    for key, (value, vtype, item) in (meta.carry or {}).items():
+        w.add_key_value(key, value, vtype, item)
     w.add_uint32(C.KEY_FORMAT, C.FORMAT_VERSION)
     w.add_uint32(C.KEY_CONTEXT, arch.context)
     w.add_string(C.KEY_SOURCE_TYPE, str(config.get("torch_dtype") or config.get("dtype") or ""))

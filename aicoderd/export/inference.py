@@ -40,8 +40,10 @@ def load(
     logits_all: bool = False,
     n_threads: int | None = None,
     lora_path: Path | None = None,
+    vocab_only: bool = False,
 ) -> Any:
-    """A ``llama_cpp.Llama`` on ``path``; :class:`ExportError` when llama.cpp refuses it."""
+    """A ``llama_cpp.Llama`` on ``path`` (``vocab_only``: its tokenizer alone, no weights read);
+    :class:`ExportError` when llama.cpp refuses it."""
     try:
         import llama_cpp
     except ImportError:
@@ -56,6 +58,7 @@ def load(
                 logits_all=logits_all,
                 n_threads=threads,
                 lora_path=None if lora_path is None else str(lora_path),
+                vocab_only=vocab_only,
                 seed=0,
                 verbose=False,
             )

@@ -11,6 +11,7 @@ is never deployed.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,17 @@ class Limits:
 
 
 @dataclass
+class Reference:
+    """What the GGUF is compared with when it is not a model directory as saved: a model in
+    memory (its weights as exported), its tokenizer (text → ids with the special tokens it
+    adds), and a LoRA adapter GGUF llama.cpp applies on the file."""
+
+    model: Any
+    encode: Callable[[str], list[int]]
+    lora_path: Path | None = None
+
+
+@dataclass
 class Report:
     gguf: str
     type: str
@@ -95,21 +107,30 @@ def verify(
     out_type: str,
     limits: Limits | None = None,
     prompts: list[str] | None = None,
+    reference: Reference | None = None,
 ) -> Report:
-    """Compare llama.cpp on ``gguf_path`` with PyTorch on ``model_dir``."""
+    """Compare llama.cpp on ``gguf_path`` with PyTorch on ``model_dir`` (or ``reference``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     limits = limits or Limits()
     prompts = prompts or PROMPTS
-    tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(  # type: ignore[no-untyped-call]
-        str(model_dir), local_files_only=True, dtype=torch.float32
-    ).eval()
+    if reference is None:
+        tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(model_dir), local_files_only=True, dtype=torch.float32
+        )
+        reference = Reference(model, lambda p: list(tok(p, add_special_tokens=True)["input_ids"]))
+    model = reference.model.eval()
     _round_like_export(model, out_type)
     context = int(model.config.max_position_embeddings)
-    hf_ids = [list(tok(p, add_special_tokens=True)["input_ids"])[:context] for p in prompts]
-    llm = inference.load(gguf_path, n_ctx=max(len(ids) for ids in hf_ids) + 8, logits_all=True)
+    hf_ids = [reference.encode(p)[:context] for p in prompts]
+    llm = inference.load(
+        gguf_path,
+        n_ctx=max(len(ids) for ids in hf_ids) + 8,
+        logits_all=True,
+        lora_path=reference.lora_path,
+    )
     problems: list[str] = []
     kls: list[Any] = []
     top1: list[Any] = []

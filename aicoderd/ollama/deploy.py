@@ -46,6 +46,9 @@ class DeployOptions:
     min_version: str = MIN_VERSION
     check_generate: bool = True
     extra_parameters: dict[str, Any] = field(default_factory=dict)
+    # another model's prompt template; its parameters are then extra_parameters alone (None:
+    # the project's prompt format, its stop tokens and the trained context)
+    template: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployOptions:
@@ -100,14 +103,16 @@ def create_request(
     trained = header.kv.get(EC.KEY_CONTEXT) or header.kv.get(
         f"{header.architecture}.context_length"
     )
-    parameters: dict[str, Any] = {"stop": list(prompt.STOP_TOKENS), **opts.extra_parameters}
-    num_ctx = opts.num_ctx or trained
-    if num_ctx:
-        parameters["num_ctx"] = int(num_ctx)
+    parameters: dict[str, Any] = dict(opts.extra_parameters)
+    if opts.template is None:
+        parameters = {"stop": list(prompt.STOP_TOKENS), **parameters}
+        num_ctx = opts.num_ctx or trained
+        if num_ctx:
+            parameters["num_ctx"] = int(num_ctx)
     request: dict[str, Any] = {
         "model": name,
         "files": {GGUF_FILE_KEY: digest},
-        "template": prompt.ollama_template(),
+        "template": prompt.ollama_template() if opts.template is None else opts.template,
         "parameters": parameters,
     }
     if opts.system:

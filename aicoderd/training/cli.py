@@ -151,7 +151,8 @@ def _finish(args: argparse.Namespace, metrics: dict[str, Any], out: Path) -> int
         print(f"stopped at step {metrics['step']}; continue with --resume", file=sys.stderr)
     else:
         loss = metrics.get("eval_loss") or metrics.get("train_loss")
-        print(f"model in {out} ({metrics['steps']} steps, loss {loss:.4f})")
+        bound = f", bounded by {metrics['stopped']}" if metrics["stopped"] != "max_steps" else ""
+        print(f"model in {out} ({metrics['steps']} steps, loss {loss:.4f}{bound})")
     return protocol.EXIT_FAILED if metrics["stopped"] == "cancelled" else protocol.EXIT_OK
 
 

@@ -59,7 +59,7 @@ KEYS = (
 class Format:
     """How a model family is asked to complete code."""
 
-    fim: prompt.FimMarkers
+    fim: prompt.FimMarkers | None  # None: a model without FIM tokens (no infilling measured)
     stop: tuple[str, ...]  # special tokens that end a completion (absent ones are ignored)
     separator: str  # the special token between documents in its pretraining
 
@@ -183,8 +183,9 @@ def exact_match(
     infill = next_line = 0
     for n, case in enumerate(cases, 1):
         room = min(len(backend.encode(case.target)) + LINE_SLACK, backend.context // 4)
-        got = _line(backend, infill_prompt(backend, case, fmt, room), stops, vocab, room)
-        infill += got is not None and got.strip() == case.target.strip()
+        if fmt.fim is not None:
+            got = _line(backend, infill_prompt(backend, case, fmt, room), stops, vocab, room)
+            infill += got is not None and got.strip() == case.target.strip()
         ids = next_line_prompt(backend, case, fmt, room)
         got = _line(backend, ids, stops, vocab, room, heal=bool(case.prefix))
         next_line += got is not None and got.strip() == case.target.strip()
@@ -192,7 +193,7 @@ def exact_match(
             progress(n, len(cases))
     total = max(len(cases), 1)
     return {
-        "infill_exact_match": infill / total,
+        "infill_exact_match": infill / total if fmt.fim is not None else None,
         "next_line_exact_match": next_line / total,
         "completion_cases": len(cases),
         "completion_seconds": round(time.perf_counter() - started, 3),
@@ -204,6 +205,7 @@ def infill_prompt(backend: Backend, case: Case, fmt: Format, room: int) -> list[
     half the room each, what one side leaves going to the other."""
     budget = backend.context - room - len(backend.begin())
     cut = budget * CHARS_PER_TOKEN
+    assert fmt.fim is not None, "infilling needs FIM markers"
     pre, suf = backend.encode(case.prefix[-cut:]), backend.encode(case.suffix[:cut])
     marker = partial(_special, backend)
     return backend.begin() + fim.prompt_ids(fmt.fim, marker, pre, suf, budget)

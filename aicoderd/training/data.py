@@ -74,15 +74,20 @@ def token_streams(
     return streams
 
 
-def blocks(tokens: Tokens, context: int) -> torch.Tensor:
-    """Non-overlapping blocks of ``context`` tokens (the tail is dropped); a stream shorter
-    than one block becomes a single shorter block."""
-    import torch
-
+def blocks(tokens: Tokens, context: int) -> Tokens:
+    """Non-overlapping blocks of ``context`` tokens (the tail is dropped), a view of the stream
+    in its own small dtype; a stream shorter than one block becomes a single shorter block."""
     n = len(tokens) // context
     if n == 0:
-        return torch.from_numpy(tokens.astype(np.int64)).unsqueeze(0)
-    return torch.from_numpy(tokens[: n * context].astype(np.int64).reshape(n, context))
+        return tokens.reshape(1, -1)
+    return tokens[: n * context].reshape(n, context)
+
+
+def batch(blocks: Tokens, rows: list[int], device: torch.device) -> torch.Tensor:
+    """The blocks ``rows`` as int64 token ids on ``device`` (only a batch is ever widened)."""
+    import torch
+
+    return torch.from_numpy(blocks[rows].astype(np.int64)).to(device, non_blocking=True)
 
 
 def unigram_loss(train: Tokens, held: Tokens, vocab_size: int) -> float:
@@ -123,9 +128,6 @@ class BatchSampler:
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch, self.cursor = int(state["epoch"]), int(state["cursor"])
         self._perm = self._permutation()
-
-    def epochs(self) -> float:
-        return self.epoch + self.cursor / max(self.n, 1)
 
 
 def planned_steps(max_steps: int, max_tokens: int | None, tokens_per_step: int) -> int:

@@ -174,7 +174,7 @@ def _logratio(
 
 def _replay_blocks(
     corpus_dir: Path | None, tok: Any, cache_dir: Path | None, context: int, cfg: TrainingConfig
-) -> torch.Tensor | None:
+) -> data.Tokens | None:
     """Pretraining blocks, fill-in-the-middle as in pretraining (the skill is kept too)."""
     if corpus_dir is None:
         return None

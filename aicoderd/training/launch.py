@@ -23,15 +23,21 @@ from aicoderd.errors import TrainingError
 from aicoderd.jobctx import JobContext
 
 
-def torchrun_command(spec_path: Path, cfg: TrainingConfig) -> list[str]:
-    """The command line the job runs (``torchrun`` is ``python -m torch.distributed.run``)."""
+def torchrun_command(spec_path: Path, cfg: TrainingConfig, module: str = __name__) -> list[str]:
+    """The command line the job runs (``torchrun`` is ``python -m torch.distributed.run``);
+    ``module`` is the workers' entry point (another stage's launcher reads the same spec)."""
     return children.python(
-        "-m", "torch.distributed.run", *cfg.torchrun_args, "-m", __name__, str(spec_path)
+        "-m", "torch.distributed.run", *cfg.torchrun_args, "-m", module, str(spec_path)
     )
 
 
 def run_torchrun(
-    action: str, args: dict[str, Any], settings: Settings, cfg: TrainingConfig, ctx: JobContext
+    action: str,
+    args: dict[str, Any],
+    settings: Settings,
+    cfg: TrainingConfig,
+    ctx: JobContext,
+    module: str = __name__,
 ) -> dict[str, Any]:
     """Run ``action`` under torchrun, relaying progress; the first process's result."""
     spec = {"action": action, **args, "settings": settings.model_dump(mode="json")}
@@ -42,7 +48,7 @@ def run_torchrun(
     result: dict[str, Any] | None = None
     try:
         proc = subprocess.Popen(
-            torchrun_command(spec_path, cfg),
+            torchrun_command(spec_path, cfg, module),
             stdout=subprocess.PIPE,  # the workers' messages; their logs go to our stderr
             text=True,
             bufsize=1,

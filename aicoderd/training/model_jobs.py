@@ -23,7 +23,7 @@ from aicoderd.training import gate, launch, preferences, report, versions
 from aicoderd.training.pretrain import CHECKPOINTS, Hooks
 
 
-def _hooks(ctx: JobContext) -> Hooks:
+def _hooks(ctx: JobContext, *, checkpoint_on_stop: bool = True) -> Hooks:
     def progress(fields: dict[str, Any]) -> None:
         ctx.progress(force=fields["step"] == fields["total"] or "eval_loss" in fields, **fields)
 
@@ -31,12 +31,14 @@ def _hooks(ctx: JobContext) -> Hooks:
         progress=progress,
         warn=lambda message: ctx.progress(force=True, message=message),
         should_stop=lambda: ctx.cancelled,
+        checkpoint_on_stop=checkpoint_on_stop,
     )
 
 
 def _config(settings: Settings, params: dict[str, Any]) -> TrainingConfig:
     data = settings.training.model_dump()
-    data.update({k: params[k] for k in ("preset", "max_steps", "max_wall_seconds", "finetune_steps") if k in params})
+    keys = ("preset", "max_steps", "max_wall_seconds", "finetune_steps")
+    data.update({k: params[k] for k in keys if k in params})
     return TrainingConfig.model_validate(data)
 
 
@@ -50,7 +52,8 @@ def _publish(partial: Path, final: Path) -> None:
 
 
 def run_train(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """params: corpus (default data_dir/corpus), version, preset, max_steps."""
+    """params: corpus (default data_dir/corpus), version, preset, max_steps, max_wall_seconds.
+    A cancelled run leaves nothing behind (its partial directory is removed)."""
     settings = ctx.settings
     version = params.get("version") or versions.new_version("train", ctx.job_id)
     final = versions.version_dir(settings.models_dir, version)
@@ -70,10 +73,13 @@ def run_train(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             cfg,
             cache_dir=settings.data_dir / "cache" / "tokens",
             resume=True,  # the partial directory is this job's own: continue what it holds
-            hooks=_hooks(ctx),
+            hooks=_hooks(ctx, checkpoint_on_stop=False),
         )
     if metrics["stopped"] == "cancelled":
+        shutil.rmtree(partial, ignore_errors=True)
         return {"version": version, "stopped": "cancelled", "step": metrics["step"]}
+    # The pipeline tells a starter from the model it makes way for by this.
+    report.write_metrics(partial, {**report.read_metrics(partial), "preset": cfg.preset})
     _publish(partial, final)
     return {"version": version, "model_dir": str(final), **_summary(metrics)}
 

@@ -109,6 +109,13 @@ def from_store(records: list[dict[str, Any]]) -> Feedback:
 def from_files(files: list[Path]) -> Feedback:
     """Every valid record of the JSONL ``files`` (missing files read as empty): for the
     standalone commands' ``--feedback``. A repeated id counts once, as in the daemon."""
+    records, invalid = read_records(files)
+    origin = ", ".join(str(f) for f in files) or "(no files)"
+    return Feedback(from_records(records, invalid), origin)
+
+
+def read_records(files: list[Path]) -> tuple[list[FeedbackRecord], int]:
+    """The valid records of the JSONL ``files`` (first of each id), and the invalid lines."""
     records: dict[str, FeedbackRecord] = {}
     invalid = 0
     for path in files:
@@ -125,5 +132,4 @@ def from_files(files: list[Path]) -> Feedback:
                 invalid += 1
                 continue
             records.setdefault(record.id, record)
-    origin = ", ".join(str(f) for f in files) or "(no files)"
-    return Feedback(from_records(records.values(), invalid), origin)
+    return list(records.values()), invalid

@@ -15,17 +15,18 @@ Output directory::
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aicoderd.config import TrainingConfig
 from aicoderd.errors import TrainingError
-from aicoderd.training import data, optim, prompt, report, runtime
-from aicoderd.training import model as shapes
+from aicoderd.training import data, optim, prompt, report, runtime, shapes, spec
+from aicoderd.training import plan as planning
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus
@@ -49,6 +50,27 @@ class Hooks:
     progress: Callable[[dict[str, Any]], None] = _ignore
     warn: Callable[[str], None] = _ignore
     should_stop: Callable[[], bool] = lambda: False  # checked every step: checkpoint and stop
+    checkpoint_on_stop: bool = True  # False: a stopped run is discarded, so skip the checkpoint
+
+
+class Phases:
+    """Where a session's wall time went (metrics ``phases``), and when its first optimizer
+    step ended."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.started = self._last = time.perf_counter()
+        self.first_step: float | None = None
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
+        if phase == "steps" and self.first_step is None:
+            self.first_step = round(now - self.started, 3)
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
 
 
 @dataclass
@@ -76,113 +98,146 @@ def pretrain(
     import torch
     from transformers import LlamaForCausalLM
 
+    from aicoderd.training.loss import CausalLMLoss
+
     hooks = hooks or Hooks()
-    rt = runtime.detect(cfg.device)
-    corpus = load_corpus(corpus_dir)
+    phases = Phases()
     ckpts = Checkpoints(out_dir / CHECKPOINTS, cfg.keep_checkpoints)
     if ckpts.steps() and not resume:
         raise TrainingError(f"{out_dir} holds checkpoints: pass --resume, or choose a new --out")
     state = ckpts.latest(hooks.warn) if resume else None
+    if state is not None:
+        cfg = spec.resume(out_dir, cfg, hooks.warn)  # a resumed run trains what it started
+    rt = runtime.detect(cfg.device, cfg.threads)
+    corpus = load_corpus(corpus_dir)
+    phases.lap("corpus")
     tok, config = _tokenizer_and_model_config(out_dir, corpus.train, cfg, rt, resumed=bool(state))
+    phases.lap("tokenizer")
 
     # Data: the token streams (cached per snapshot), cut into blocks of the context length.
     streams = data.token_streams(corpus, tok, cache_dir, Fim.from_config(cfg))
+    snapshot = corpus.snapshot
+    del corpus  # the texts are tokens now: hand their memory (and the tokenizer's) back
+    runtime.release_memory()
+    phases.lap("tokenize")
     context = int(config.max_position_embeddings)
     train_blocks = data.blocks(streams.train, context)
     eval_blocks = data.blocks(streams.eval, context)[: cfg.eval_batches * cfg.batch_size]
     sampler = data.BatchSampler(len(train_blocks), cfg.seed)
     per_step = cfg.batch_size * cfg.grad_accum_steps * rt.world  # sequences per optimizer step
     tokens_per_step = per_step * train_blocks.shape[1]
-    total = data.planned_steps(cfg.max_steps, cfg.max_tokens, tokens_per_step)
+    per_token = shapes.activation_bytes_per_token(
+        config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    )
+    rows_per_pass = runtime.rows_per_pass(rt, cfg.pass_tokens, cfg.batch_size, context, per_token)
+    step_passes = math.ceil(per_step // rt.world / rows_per_pass)
+    eval_passes = math.ceil(len(eval_blocks) / rows_per_pass)
+    plan = planning.new(cfg, tokens_per_step)
 
     torch.manual_seed(cfg.seed)
     model = LlamaForCausalLM(config)
     model.to(rt.device)  # type: ignore[arg-type]  # transformers' decorated to()
     optimizer = optim.adamw(model, cfg.learning_rate, cfg.weight_decay, (cfg.beta1, cfg.beta2))
-    warmup = min(cfg.warmup_steps, max(1, total // 10))  # at most a tenth of the run
-    scheduler = optim.schedule(optimizer, warmup=warmup, total=total, floor=cfg.min_lr_ratio)
     run = Progress()
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["data"])
         _set_rng(state["rng"])
         run = Progress(**state["progress"])
-    compiled = cfg.compile if cfg.compile is not None else rt.device.type == "cuda"
-    trained: torch.nn.Module = torch.compile(model) if compiled else model  # type: ignore[assignment]
+        plan = planning.Plan.from_state(state["plan"]) if "plan" in state else plan
+    # The loss from the last hidden states in chunks (no full logits): what DDP and compile wrap.
+    trained: torch.nn.Module = CausalLMLoss(model)
+    if cfg.compile if cfg.compile is not None else rt.device.type == "cuda":
+        trained = torch.compile(trained)  # type: ignore[assignment]
     if rt.distributed:
         trained = torch.nn.parallel.DistributedDataParallel(trained)
+    evaluate = functools.partial(evaluate_loss, CausalLMLoss(model), eval_blocks, rows_per_pass, rt)
 
     def checkpoint() -> None:
         if rt.main:
-            ckpts.save(run.step, _state(model, optimizer, scheduler, sampler, run))
+            ckpts.save(run.step, _state(model, optimizer, sampler, run, plan))
 
-    # The loop: one optimizer step per iteration, eval and checkpoint every N steps.
-    stopped = "max_steps"
-    session_start, session_tokens, session_seconds = run.step, 0, 0.0
-    while run.step < total:
-        out_of_time = cfg.max_wall_seconds is not None and run.seconds >= cfg.max_wall_seconds
-        cancel, out_of_time = _agree([hooks.should_stop(), out_of_time], rt)
-        if cancel or out_of_time:
+    phases.lap("model")
+
+    # The loop: one optimizer step per iteration, eval and checkpoint every N steps. Time is
+    # wall time, evaluations and checkpoints included; it adds up over resumed sessions.
+    stopped = ""
+    session_start, session_step, session_seconds = time.perf_counter(), run.step, run.seconds
+    step_times: list[float] = []  # this session's steps, seconds each
+    while run.step < plan.total:
+        run.seconds = session_seconds + time.perf_counter() - session_start
+        if not plan.fixed and plan.warmup is not None and run.step >= plan.warmup:
+            # A time-bounded run at the end of its warmup: fix the total from the step time.
+            typical = _agree_seconds(_typical(step_times), rt)
+            eval_time = planning.eval_seconds(typical / step_passes, eval_passes)
+            remaining = (plan.budget_seconds or 0.0) - run.seconds
+            planning.fix_total(plan, cfg, run.step, typical, remaining, eval_time)
+        cancel, late = _agree([hooks.should_stop(), plan.over_budget(run.seconds)], rt)
+        if cancel or late:
             stopped = "cancelled" if cancel else "max_wall_seconds"
             break
         t0 = time.perf_counter()
         model.train()
-        indices = sampler.take(per_step)[rt.rank :: rt.world]
+        rows = sampler.take(per_step)[rt.rank :: rt.world]
+        passes = [rows[i : i + rows_per_pass] for i in range(0, len(rows), rows_per_pass)]
         loss_sum = 0.0
-        for micro in range(cfg.grad_accum_steps):
-            rows = indices[micro * cfg.batch_size : (micro + 1) * cfg.batch_size]
-            x = train_blocks[rows].to(rt.device, non_blocking=True)
-            last = micro == cfg.grad_accum_steps - 1
+        for i, part in enumerate(passes):
+            x = data.batch(train_blocks, part, rt.device)
+            last = i == len(passes) - 1
             with _maybe_no_sync(trained, rt.distributed and not last), rt.autocast():
-                loss = trained(input_ids=x, labels=x).loss / cfg.grad_accum_steps
+                loss = trained(x) * (len(part) / len(rows))  # the mean over the whole step
             loss.backward()
             loss_sum += float(loss.detach())
+        if plan.warmup is None:  # a time-bounded run's first step: how long will it run?
+            elapsed = _agree_seconds(time.perf_counter() - t0, rt)
+            planning.choose_warmup(plan, cfg, elapsed, (plan.budget_seconds or 0.0) - run.seconds)
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        lr = optimizer.param_groups[0]["lr"]
+        lr = cfg.learning_rate * plan.lr_factor(run.step, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         optimizer.step()
-        scheduler.step()
         optimizer.zero_grad(set_to_none=True)
 
-        dt = time.perf_counter() - t0
+        step_times.append(time.perf_counter() - t0)
+        phases.lap("steps")
         run.step += 1
         run.tokens += tokens_per_step
-        run.seconds += dt
         run.train_losses.append((run.step, loss_sum))
-        session_tokens += tokens_per_step
-        session_seconds += dt
-        rate = session_tokens / session_seconds if session_seconds else 0.0
-        steps_done = run.step - session_start
-        eta = (total - run.step) * session_seconds / steps_done if steps_done else None
-        fields = {"step": run.step, "total": total, "loss": round(loss_sum, 4), "lr": lr}
-        fields |= {"tokens": run.tokens, "tokens_per_s": round(rate, 1), "eta_s": eta}
-        if run.step % cfg.eval_every == 0 or run.step == total:
-            run.eval_losses.append(
-                (run.step, evaluate_loss(model, eval_blocks, cfg.batch_size, rt))
-            )
+        fields = _progress(run, plan, lr, loss_sum, step_times, tokens_per_step)
+        if run.step % plan.eval_every == 0 or run.step == plan.total:
+            run.eval_losses.append((run.step, evaluate()))
             fields["eval_loss"] = round(run.eval_losses[-1][1], 4)
+            phases.lap("evaluations")
         if rt.main:
             hooks.progress(fields)
-        if run.step % cfg.checkpoint_every == 0 and run.step < total:
+        if run.step % plan.checkpoint_every == 0 and run.step < plan.total:
             checkpoint()
+            phases.lap("checkpoints")
+    run.seconds = session_seconds + time.perf_counter() - session_start
 
-    checkpoint()
     if stopped == "cancelled":
+        if hooks.checkpoint_on_stop:
+            checkpoint()
         runtime.finish(rt)
-        return {"stopped": stopped, "step": run.step, "total": total}
+        return {"stopped": stopped, "step": run.step, "total": plan.total}
     if not run.eval_losses or run.eval_losses[-1][0] != run.step:
-        run.eval_losses.append((run.step, evaluate_loss(model, eval_blocks, cfg.batch_size, rt)))
+        run.eval_losses.append((run.step, evaluate()))
+        phases.lap("evaluations")
     n_params = sum(p.numel() for p in model.parameters())
-    metrics = _metrics(run, total, stopped, corpus_dir, corpus.snapshot, n_params, rt)
+    metrics = _metrics(run, plan, stopped or plan.bound, corpus_dir, snapshot, n_params, rt)
     metrics["unigram_eval_loss"] = data.unigram_loss(streams.train, streams.eval, len(tok))
     metrics |= {"fim_rate": cfg.fim_rate, "fim_spm_rate": cfg.fim_spm_rate}
-    metrics["tokens_per_s"] = session_tokens / session_seconds if session_seconds else None
+    session_steps = run.step - session_step
+    metrics["tokens_per_s"] = _rate(session_steps * tokens_per_step, sum(step_times))
     if rt.main:
         model.save_pretrained(out_dir)
-        report.write_metrics(out_dir, metrics)
         report.plot_losses(out_dir, run.train_losses, run.eval_losses, f"{out_dir.name}")
+        phases.lap("save")
+        metrics["phases"] = phases.rounded()
+        metrics["first_step_seconds"] = phases.first_step
+        report.write_metrics(out_dir, metrics)
     runtime.finish(rt)
     return metrics
 
@@ -202,6 +257,7 @@ def _tokenizer_and_model_config(
         out_dir.mkdir(parents=True, exist_ok=True)
         tok.save_pretrained(str(out_dir))
         config.save_pretrained(str(out_dir))
+        spec.write(out_dir, cfg, shape=asdict(shape), vocab_size=len(tok), processes=rt.world)
     if rt.distributed:
         import torch
 
@@ -214,20 +270,20 @@ def _tokenizer_and_model_config(
 
 
 def evaluate_loss(
-    model: torch.nn.Module, blocks: torch.Tensor, batch_size: int, rt: runtime.Runtime
+    loss_of: torch.nn.Module, blocks: data.Tokens, rows: int, rt: runtime.Runtime
 ) -> float:
-    """Mean next-token loss (nats) over ``blocks``."""
+    """Mean next-token loss (nats) over ``blocks``, ``rows`` sequences at a time."""
     import torch
 
-    model.eval()
+    loss_of.eval()
     total, count = 0.0, 0
     with torch.no_grad(), rt.autocast():
-        for start in range(0, len(blocks), batch_size):
-            x = blocks[start : start + batch_size].to(rt.device)
+        for start in range(0, len(blocks), rows):
+            x = data.batch(blocks, list(range(start, min(start + rows, len(blocks)))), rt.device)
             predicted = x.shape[0] * (x.shape[1] - 1)
-            total += float(model(input_ids=x, labels=x).loss) * predicted
+            total += float(loss_of(x)) * predicted
             count += predicted
-    model.train()
+    loss_of.train()
     return total / max(count, 1)
 
 
@@ -242,26 +298,68 @@ def _agree(flags: list[bool], rt: runtime.Runtime) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
+def _agree_seconds(seconds: float, rt: runtime.Runtime) -> float:
+    """Under DDP the plan must be the same in every process: the slowest one's time holds."""
+    if not rt.distributed:
+        return seconds
+    import torch
+
+    t = torch.tensor([seconds], dtype=torch.float64, device=rt.device)
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return float(t.item())
+
+
+def _typical(step_times: list[float]) -> float:
+    """A step's time: the median after the first (which pays for first-time allocations)."""
+    later = sorted(step_times[1:]) or step_times
+    return later[len(later) // 2]
+
+
 def _maybe_no_sync(model: torch.nn.Module, skip: bool) -> Any:
-    """Under DDP, gradients are all-reduced on the last micro-batch only."""
+    """Under DDP, gradients are all-reduced on the last pass of a step only."""
     import contextlib
 
     return model.no_sync() if skip else contextlib.nullcontext()  # type: ignore[operator]
 
 
+def _progress(
+    run: Progress,
+    plan: planning.Plan,
+    lr: float,
+    loss: float,
+    step_times: list[float],
+    tokens_per_step: int,
+) -> dict[str, Any]:
+    """One step's progress event: raw numbers, without float noise."""
+    per_step = sum(step_times) / len(step_times)
+    return {
+        "step": run.step,
+        "total": plan.total,
+        "loss": round(loss, 4),
+        "lr": float(f"{lr:.4g}"),
+        "tokens": run.tokens,
+        "tokens_per_s": round(tokens_per_step / per_step, 1),
+        "eta_s": round((plan.total - run.step) * per_step, 1),
+    }
+
+
+def _rate(tokens: int, seconds: float) -> float | None:
+    return tokens / seconds if seconds > 0 else None
+
+
 def _state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: Any,
     sampler: data.BatchSampler,
     run: Progress,
+    plan: planning.Plan,
 ) -> dict[str, Any]:
     return {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
         "data": sampler.state_dict(),
         "rng": _get_rng(),
+        "plan": plan.state_dict(),
         "progress": {
             "step": run.step,
             "tokens": run.tokens,
@@ -291,7 +389,7 @@ def _set_rng(rng: dict[str, Any]) -> None:
 
 def _metrics(
     run: Progress,
-    total: int,
+    plan: planning.Plan,
     stopped: str,
     corpus_dir: Path,
     snapshot: str,
@@ -305,8 +403,10 @@ def _metrics(
         "corpus_dir": str(corpus_dir.absolute()),
         "corpus_snapshot": snapshot,
         "steps": run.step,
-        "total_steps": total,
-        "stopped": stopped,
+        "total_steps": plan.total,
+        "stopped": stopped,  # the limit that ended it: max_steps, max_tokens, max_wall_seconds
+        "schedule_complete": run.step >= plan.total,  # the learning rate reached its floor
+        "plan": plan.state_dict(),
         "tokens_seen": run.tokens,
         "wall_seconds": round(run.seconds, 3),
         "train_loss": sum(tail) / len(tail) if tail else None,

@@ -12,7 +12,6 @@ vocabulary, as GPT-2's ``<|endoftext|>`` does.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,9 +27,6 @@ LLAMA3_REGEX = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
     r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
-# Our pre-tokenizer name → llama.cpp's ``tokenizer.ggml.pre`` (with ``tokenizer.ggml.model``
-# "gpt2" in both cases).
-LLAMA_CPP_PRE = {"gpt2": "gpt-2", "llama3": "llama-bpe"}
 
 
 def build(texts: Iterable[str], vocab_size: int, pretokenizer: str) -> PreTrainedTokenizerBase:
@@ -107,16 +103,3 @@ def token_id(tok: PreTrainedTokenizerBase, token: str) -> int:
 def fingerprint(tok: PreTrainedTokenizerBase) -> str:
     """Identifies the tokenizer's behaviour (vocabulary, merges, pre-tokenizer)."""
     return hashlib.sha256(tok.backend_tokenizer.to_str().encode()).hexdigest()[:16]
-
-
-def llama_cpp_pre(directory: Path) -> str:
-    """The ``tokenizer.ggml.pre`` value that reproduces the saved tokenizer in llama.cpp."""
-    data = json.loads((directory / "tokenizer.json").read_text(encoding="utf-8"))
-    pre = data.get("pre_tokenizer") or {}
-    if pre.get("type") == "ByteLevel" and pre.get("use_regex", True):
-        return LLAMA_CPP_PRE["gpt2"]
-    if pre.get("type") == "Sequence":
-        split = pre["pretokenizers"][0]
-        if split.get("type") == "Split" and split.get("pattern", {}).get("Regex") == LLAMA3_REGEX:
-            return LLAMA_CPP_PRE["llama3"]
-    raise TrainingError(f"the tokenizer in {directory} has a pre-tokenizer llama.cpp lacks")

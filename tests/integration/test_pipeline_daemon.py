@@ -202,8 +202,13 @@ def test_a_dropped_folder_becomes_a_deployed_starter_with_the_default_configurat
     model = done["deploy"]["result"]["name"]
     with Client(fake.url) as ollama:
         assert {model, "aicoder:latest"} <= {m["name"] for m in ollama.tags()}
-    out = d.cli("status")
-    assert out.returncode == 0, out.stderr
     version = train["result"]["version"]
-    assert f"model: {version}" in out.stdout and "loss plot:" in out.stdout
-    assert "train: waiting" in out.stdout and "an idle machine for a small model" in out.stdout
+
+    def shown() -> str | None:  # the pipeline's next look is at most a moment away
+        out = d.cli("status")
+        assert out.returncode == 0, out.stderr
+        return out.stdout if "deploy: waiting" in out.stdout else None
+
+    text = wait_for(shown, timeout=30, interval=0.5)
+    assert f"model: {version}" in text and "loss plot:" in text
+    assert "train: waiting" in text and "an idle machine for a small model" in text

@@ -58,12 +58,30 @@ class Env:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "aicoderd.cli.main", "--config", str(self.config), *args]
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def cli(self, *args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
         """``aicoder ARGS`` in this process (a subprocess pays seconds of imports each time)."""
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = main(["--config", str(self.config), *args])
+            code = main(["--config", str(config or self.config), *args])
         return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+    def kill_during_training(self, out: Path, kill_at: int) -> None:
+        """``aicoder train`` in a subprocess, SIGKILLed once it reported step ``kill_at``."""
+        proc = subprocess.Popen(
+            self.argv("train", "--corpus", str(self.corpus), "--out", str(out), "--json"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=self.env(),
+        )
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            msg = json.loads(line)
+            if msg["type"] == "progress" and msg["step"] >= kill_at:
+                os.kill(proc.pid, signal.SIGKILL)
+                break
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL
 
     def train(self, out: Path, *extra: str) -> dict[str, Any]:
         proc = self.cli("train", "--corpus", str(self.corpus), "--out", str(out), "--json", *extra)
@@ -126,22 +144,7 @@ def test_kill_9_then_resume_finishes_like_an_uninterrupted_run(
     env: Env, trained: tuple[Path, dict[str, Any]]
 ) -> None:
     out = env.root / "killed"
-    kill_at = random.Random().randint(12, 40)  # past two checkpoints (every 5 steps)
-    proc = subprocess.Popen(
-        env.argv("train", "--corpus", str(env.corpus), "--out", str(out), "--json"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env.env(),
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        msg = json.loads(line)
-        if msg["type"] == "progress" and msg["step"] >= kill_at:
-            os.kill(proc.pid, signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL
+    env.kill_during_training(out, random.Random().randint(12, 40))  # past two checkpoints
     assert not (out / "metrics.json").exists()
 
     # Without --resume the directory is refused rather than overwritten.
@@ -168,6 +171,40 @@ def test_kill_9_then_resume_finishes_like_an_uninterrupted_run(
     resumed = result_of(proc2.stdout)
     assert resumed["steps"] == STEPS
     assert abs(resumed["eval_loss"] - uninterrupted) <= 0.02 * uninterrupted
+
+
+def test_a_resumed_run_keeps_the_spec_it_started_with(
+    env: Env, trained: tuple[Path, dict[str, Any]]
+) -> None:
+    from aicoderd.training import optim
+
+    out = env.root / "respec"
+    env.kill_during_training(out, 12)
+    spec = json.loads((out / "train_spec.json").read_text())
+    assert spec["training"]["max_steps"] == STEPS and spec["shape"]["hidden"] == 256
+    changed = yaml.safe_load(env.config.read_text())
+    changed["training"] |= {"preset": "small", "learning_rate": 1e-2, "warmup_steps": 20}
+    config = env.root / "changed.yaml"
+    config.write_text(yaml.safe_dump(changed))
+    proc = env.cli(
+        "train", "--corpus", str(env.corpus), "--out", str(out), "--resume", "--max-steps", "80",
+        "--json", config=config,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warning = "the configuration changed since this run started: "
+    assert warning + "learning_rate 0.01 (run: 0.003), max_steps 80 (run: 50)," in proc.stderr
+    assert "preset 'small' (run: 'tiny'), warmup_steps 20 (run: 5)" in proc.stderr
+    result = result_of(proc.stdout)
+    assert result["steps"] == result["total_steps"] == STEPS and 1e6 < result["parameters"] < 3e6
+    assert result["plan"]["warmup"] == 5 and result["plan"]["bound"] == "max_steps"
+    # The learning rate goes on along the schedule the run started with: no jump.
+    events = [json.loads(line) for line in proc.stdout.splitlines() if '"progress"' in line]
+    assert events and events[0]["step"] > 5  # resumed from a checkpoint, not from the start
+    for e in events:
+        expected = 3e-3 * optim.lr_factor(e["step"] - 1, warmup=5, total=STEPS, floor=0.1)
+        assert e["lr"] == float(f"{expected:.4g}"), e
+    uninterrupted = trained[1]["eval_loss"]
+    assert abs(result["eval_loss"] - uninterrupted) <= 0.02 * uninterrupted
 
 
 def test_eval_gate_promotes_only_a_model_that_is_not_worse(

@@ -14,6 +14,7 @@ from typing import Any
 from aicoderd.config import Settings
 from aicoderd.jobctx import JobContext
 from aicoderd.training import model_jobs as training_jobs
+from aicoderd.training import optim
 from aicoderd.training.launch import torchrun_command
 from tests.conftest import DaemonProc, wait_for
 from tests.training_corpus import feedback_line, make_corpus
@@ -58,6 +59,8 @@ def test_train_resumes_after_a_daemon_crash_then_eval_promotes(
     job_id = _submit(d, "train", {"corpus": str(corpus), "version": "v1", "max_steps": 30})
     wait_for(lambda: (_job(d, job_id)["progress"] or {}).get("step", 0) >= 10, timeout=240)
     d.kill9()
+    # The configuration changes while the daemon is down: the resumed job keeps its spec.
+    d.write_config({**d.config, "training": {**TRAINING, "learning_rate": 1e-2}})
     d.start(extra_env={"HF_HUB_OFFLINE": "1"})
     job = _final(d, job_id)
     assert job["state"] == "succeeded", (job, d.logs()[-3000:])
@@ -67,12 +70,13 @@ def test_train_resumes_after_a_daemon_crash_then_eval_promotes(
     body = d.get("/v1/events", params={"since": 0, "follow": "0"}).text
     mine = [e for e in map(json.loads, body.splitlines()) if e["job_id"] == job_id]
     requeued = next(e["seq"] for e in mine if e["type"] == "job.requeued")
-    after = [
-        e["step"]
-        for e in mine
-        if e["type"] == "job.progress" and e["seq"] > requeued and "step" in e
-    ]
-    assert after and min(after) > 5  # continued from a checkpoint, not from step 1
+    after = [e for e in mine if e["type"] == "job.progress" and e["seq"] > requeued]
+    steps = [e for e in after if "step" in e]
+    assert steps and min(e["step"] for e in steps) > 5  # from a checkpoint, not from step 1
+    assert any("learning_rate 0.01 (run: 0.003)" in e.get("message", "") for e in after)
+    for e in steps:  # the schedule it started with (warmup 3 of 30 steps), no jump
+        expected = 3e-3 * optim.lr_factor(e["step"] - 1, warmup=3, total=30, floor=0.1)
+        assert e["lr"] == float(f"{expected:.4g}"), e
 
     models = d.data_dir / "models"
     assert sorted(p.name for p in models.iterdir()) == ["v1"]
@@ -101,6 +105,32 @@ def test_train_resumes_after_a_daemon_crash_then_eval_promotes(
     metrics = json.loads((models / "f1" / "metrics.json").read_text())
     assert metrics["examples"]["chosen"] == 3
     assert metrics["feedback"] == "state.db (3 records)"
+
+
+def test_a_train_job_bounded_by_time_completes_and_a_cancelled_one_leaves_nothing(
+    make_daemon: Callable[..., DaemonProc], tmp_path: Path
+) -> None:
+    corpus = make_corpus(tmp_path / "corpus", documents=120)
+    d = make_daemon(training=TRAINING, corpus={"auto_build": False}).start(
+        extra_env={"HF_HUB_OFFLINE": "1"}
+    )
+    params = {"corpus": str(corpus), "version": "timed", "preset": "tiny"}
+    timed = _final(d, _submit(d, "train", params | {"max_wall_seconds": 15}))
+    assert timed["state"] == "succeeded", (timed, d.logs()[-3000:])
+    assert timed["result"]["stopped"] == "max_wall_seconds"
+    metrics = json.loads((d.data_dir / "models" / "timed" / "metrics.json").read_text())
+    plan = metrics["plan"]
+    assert plan["bound"] == "max_wall_seconds" and plan["fixed_at_step"] == plan["warmup"]
+    assert metrics["schedule_complete"] and metrics["steps"] == plan["total"] > plan["warmup"]
+    assert metrics["wall_seconds"] <= 15 * 1.1
+
+    doomed = _submit(d, "train", params | {"version": "doomed", "max_steps": 100_000})
+    wait_for(lambda: (_job(d, doomed)["progress"] or {}).get("step", 0) >= 3, timeout=120)
+    assert (d.data_dir / "models" / ".doomed.partial" / "train_spec.json").exists()
+    resp = d.client.delete(f"/v1/jobs/{doomed}")
+    assert resp.status_code == 200, resp.text
+    assert _final(d, doomed)["state"] == "cancelled"
+    assert sorted(p.name for p in (d.data_dir / "models").iterdir()) == ["timed"]
 
 
 def test_torchrun_launcher_trains_with_ddp(tmp_path: Path) -> None:

@@ -11,8 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aicoderd import protocol
-from aicoderd.config import PipelineConfig, Settings
+from aicoderd.config import AdaptConfig, PipelineConfig, Settings
 from aicoderd.daemon.job_kinds import REGISTRY
 from aicoderd.daemon.pipeline import ModelPipeline
 from aicoderd.daemon.policy import PIPELINE, Facts, Job, decide
@@ -309,3 +311,100 @@ def test_decisions_survive_a_restart_and_never_double_queue(tmp_path: Path) -> N
     publish_snapshot(data, "s3", 5200)
     assert d.look() == ["train"]
     d.close()
+
+
+# --- adapt: LoRA on an Ollama model, beside the pipeline's own chain -------------------------
+
+ADAPT_CFG = AdaptConfig.model_validate(
+    {"from": "qwen2.5-coder:0.5b", "min_new_tokens": 1000, "min_feedback": 5}
+)
+
+
+NO_TRAIN = CFG.model_copy(update={"auto_train": False})  # the project's own models stay apart
+
+
+def adapt_plan(facts: Facts, cfg: AdaptConfig = ADAPT_CFG) -> tuple[list[str], str | None]:
+    plan = decide(facts, NO_TRAIN, cfg)
+    return [s.kind for s in plan.submit if s.kind == "adapt"], plan.stages["adapt"].waiting_for
+
+
+@pytest.mark.parametrize(
+    ("facts", "queued", "waiting"),
+    [
+        # off until a model is named
+        (Facts(snapshot="s1", tokens=10**6), False, "adapt.from is not set"),
+        # first adapt: the corpus must hold min_new_tokens
+        (Facts(), False, "the first corpus snapshot"),
+        (Facts(snapshot="s1", tokens=999), False, "999 of 1,000 new tokens"),
+        (Facts(snapshot="s1", tokens=1000), True, None),
+        # ...or enough feedback, whatever the corpus
+        (Facts(snapshot="s1", tokens=10, adapt_feedback=5), True, None),
+        # growth since the last adapt's snapshot, in a new snapshot
+        (
+            Facts(snapshot="s2", tokens=1900, last={"adapt": job(4, "adapt", tokens=1000)}),
+            False,
+            "900 of 1,000 new tokens",
+        ),
+        (
+            Facts(snapshot="s2", tokens=2000, last={"adapt": job(4, "adapt", tokens=1000)}),
+            True,
+            None,
+        ),
+        # one per snapshot (a failed one waits for the next snapshot or new feedback)
+        (
+            Facts(
+                snapshot="s2",
+                tokens=9000,
+                last={"adapt": job(4, "adapt", protocol.FAILED, snapshot="s2", tokens=1000)},
+            ),
+            False,
+            "(the last adapt job, 4, failed)",
+        ),
+        (
+            Facts(
+                snapshot="s2",
+                tokens=9000,
+                adapt_feedback=6,
+                last={"adapt": job(4, "adapt", snapshot="s2", tokens=1000)},
+            ),
+            True,
+            None,
+        ),
+        # the model lane and the corpus build come first; one adapt at a time
+        (
+            Facts(snapshot="s1", tokens=5000, active={"train": job(9, "train", "running")}),
+            False,
+            "train job 9 (running) to end",
+        ),
+        (
+            Facts(snapshot="s1", tokens=5000, active={"corpus.build": job(9, "corpus.build")}),
+            False,
+            "corpus.build job 9",
+        ),
+        (
+            Facts(snapshot="s1", tokens=5000, active={"adapt": job(9, "adapt", "running")}),
+            False,
+            None,
+        ),
+    ],
+)
+def test_adapt_step(facts: Facts, queued: bool, waiting: str | None) -> None:
+    cfg = ADAPT_CFG if waiting != "adapt.from is not set" else AdaptConfig()
+    kinds_, why = adapt_plan(facts, cfg)
+    assert kinds_ == (["adapt"] if queued else [])
+    if waiting is not None:
+        assert why is not None and waiting in why
+    if queued:
+        [sub] = [s for s in decide(facts, NO_TRAIN, cfg).submit if s.kind == "adapt"]
+        assert sub.params[PIPELINE]["snapshot"] == facts.snapshot
+        assert sub.params[PIPELINE]["tokens"] == facts.tokens
+
+
+def test_adapt_never_touches_the_chain_and_can_be_switched_off() -> None:
+    facts = Facts(snapshot="s1", tokens=5000)
+    assert kinds(facts) == ["train"]  # without adapt settings: the chain as before
+    plan = decide(facts, CFG, ADAPT_CFG)  # with them, a train queued now goes first
+    assert [s.kind for s in plan.submit] == ["train"]
+    assert plan.stages["adapt"].waiting_for.startswith("the train job queued now to end")
+    off = ADAPT_CFG.model_copy(update={"auto": False})
+    assert adapt_plan(facts, off) == ([], "adapt.auto is false")

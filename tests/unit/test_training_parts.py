@@ -15,8 +15,7 @@ from pydantic import ValidationError
 from aicoderd.config import TrainingConfig
 from aicoderd.errors import TrainingError
 from aicoderd.store import Store
-from aicoderd.training import data, gate, optim, preferences, prompt
-from aicoderd.training import model as shapes
+from aicoderd.training import data, gate, optim, preferences, prompt, shapes
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus

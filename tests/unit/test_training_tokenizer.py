@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -55,14 +56,21 @@ def test_saved_tokenizer_loads_with_autotokenizer(tok: Any, tmp_path: Path) -> N
     assert loaded.decode(loaded.encode(CODE, add_special_tokens=False)) == CODE
     assert loaded.eos_token == prompt.EOT
     assert loaded.chat_template == prompt.chat_template()
-    assert tokenization.llama_cpp_pre(tmp_path) in ("gpt-2", "llama-bpe")
+    assert _pre(tmp_path) in ("gpt-2", "llama-bpe")
 
 
-def test_llama_cpp_pre_names_the_pretokenizer(tmp_path: Path) -> None:
+def _pre(directory: Path) -> str:
+    """The ``tokenizer.ggml.pre`` the export writes for a saved tokenizer."""
+    from aicoderd.export.vocab import detect_pre
+
+    return detect_pre(json.loads((directory / "tokenizer.json").read_text(encoding="utf-8")))
+
+
+def test_the_export_names_each_pretokenizer_for_llama_cpp(tmp_path: Path) -> None:
     texts = [code_document(random.Random(i)) for i in range(20)]
-    for ours, theirs in tokenization.LLAMA_CPP_PRE.items():
+    for ours, theirs in {"gpt2": "gpt-2", "llama3": "llama-bpe"}.items():
         tokenization.build(texts, 400, ours).save_pretrained(str(tmp_path / ours))
-        assert tokenization.llama_cpp_pre(tmp_path / ours) == theirs
+        assert _pre(tmp_path / ours) == theirs
 
 
 def test_llama3_groups_digits_by_three() -> None:

@@ -2,7 +2,10 @@
 Ollama's server — digest format and verification, an early 200 for a known blob,
 real GGUF header parsing, the name grammar, quantize eligibility, NDJSON with in-stream errors,
 version branches — with hooks to inject failures (a reset during upload, a create stream that
-ends without ``success``, an error after the manifest, a slow create).
+ends without ``success``, an error after the manifest, a slow create). Models live as Ollama
+keeps them, manifests and blobs on disk (``pull`` places one as ``ollama pull`` would), and
+``/api/create`` takes ``from`` an existing model with ``adapters`` (refused when
+``adapters_refused``, as newer Ollama versions are reported to do).
 """
 
 from __future__ import annotations
@@ -34,6 +37,10 @@ ZERO_DIGEST = "0000000000000000000"
 INT_OPTS = ("num_keep", "seed", "num_predict", "top_k", "repeat_last_n", "num_ctx", "num_batch")
 FLOAT_OPTS = ("temperature", "top_p", "min_p", "typical_p", "repeat_penalty")
 MEDIA = "application/vnd.ollama.image."
+MANIFEST_MEDIA = "application/vnd.docker.distribution.manifest.v2+json"
+CONFIG_MEDIA = "application/vnd.docker.container.image.v1+json"
+# What the fake answers when adapters are refused (the real wording is not known).
+ADAPTERS_REFUSED = "adapters are no longer supported; merge the adapter into the model"
 
 
 class HTTPFail(Exception):
@@ -63,9 +70,13 @@ class Manifest:
     modified: float = field(default_factory=time.time)
 
     def serialized(self) -> bytes:
-        return json.dumps(
-            {"schemaVersion": 2, "config": self.config, "layers": self.layers}, sort_keys=True
-        ).encode()
+        body = {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA,
+            "config": self.config,
+            "layers": self.layers,
+        }
+        return json.dumps(body, sort_keys=True).encode()
 
 
 class FakeOllama:
@@ -86,6 +97,7 @@ class FakeOllama:
         self.display: dict[tuple[str, ...], str] = {}
         self.runners: dict[str, tuple[str, float]] = {}  # blob path → (name, expires)
         self.faults = Faults()
+        self.adapters_refused = False  # create with adapters fails (newer Ollama, reportedly)
         self.requests: list[tuple[str, str]] = []  # (method, path), for assertions
         self.generated: list[dict[str, Any]] = []  # each /api/generate request, as sent
         self.rendered: list[str] = []  # the prompt each generation ran on, template applied
@@ -143,6 +155,60 @@ class FakeOllama:
         if not existed:
             path.write_bytes(data)
         return digest, existed
+
+    @property
+    def root(self) -> Path:
+        """The models directory (``OLLAMA_MODELS``): ``blobs/`` and ``manifests/``."""
+        return self.blobs_dir.parent
+
+    def manifest_path(self, key: tuple[str, ...]) -> Path:
+        return self.root.joinpath("manifests", *key)
+
+    def put(self, name: ModelName, manifest: Manifest) -> Manifest | None:
+        """Store a manifest under ``name`` (memory and disk, as Ollama writes it); the old one."""
+        key = name.key()
+        with self.lock:
+            old = self.manifests.get(key)
+            self.manifests[key] = manifest
+            self.display[key] = name.display()
+            path = self.manifest_path(key)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_bytes(manifest.serialized())
+            os.replace(tmp, path)
+        return old
+
+    def remove(self, key: tuple[str, ...]) -> Manifest:
+        with self.lock:
+            old = self.manifests.pop(key)
+            self.manifest_path(key).unlink(missing_ok=True)
+        return old
+
+    def pull(
+        self,
+        text: str,
+        gguf: Path,
+        template: str = "",
+        system: str = "",
+        parameters: dict[str, Any] | None = None,
+        license: str = "",
+    ) -> str:
+        """Place a model as ``ollama pull`` leaves one: its blobs and manifest on disk. Returns
+        the model blob's digest."""
+        name = modelnames.parse(text)
+        digest, _ = self.store_bytes(gguf.read_bytes())
+        layers = [_layer(self, "model", digest)]
+        for kind, value in (("template", template), ("system", system), ("license", license)):
+            if value:
+                layers.append(_text_layer(self, kind, value))
+        if parameters:
+            layers.append(_text_layer(self, "params", json.dumps(parameters)))
+        for lay in layers:
+            lay.pop("existed")
+        header = ggufheader.decode(self.blob_path(digest))
+        config_digest = _config_blob(self, header, header.file_type, header.listed_file_type)
+        self.put(name, Manifest(layers, _config_ref(self, config_digest)))
+        return digest
 
     def lookup(self, text: str) -> tuple[tuple[str, ...], Manifest] | None:
         key = modelnames.parse(text).key()
@@ -315,10 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
         found = self.fake.lookup(src)
         if found is None:
             raise HTTPFail(404, f'model "{src}" not found')
-        with self.fake.lock:
-            m = found[1]
-            self.fake.manifests[dst_name.key()] = Manifest(list(m.layers), dict(m.config))
-            self.fake.display[dst_name.key()] = dst_name.display()
+        m = found[1]
+        self.fake.put(dst_name, Manifest(list(m.layers), dict(m.config)))
         self._send(200, b"", "text/plain")
 
     def do_delete(self) -> None:
@@ -329,8 +393,7 @@ class _Handler(BaseHTTPRequestHandler):
         if found is None:
             raise HTTPFail(404, f"model '{text}' not found")
         with self.fake.lock:
-            self.fake.manifests.pop(found[0])
-            _gc(self.fake, found[1])
+            _gc(self.fake, self.fake.remove(found[0]))
         self._send(200, b"", "text/plain")
 
     # --- blobs -------------------------------------------------------------------------------
@@ -409,7 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise HTTPFail(400, "invalid digest format")
         name = self._name(req.get("model") or req.get("name"))
         if req.get("from"):
-            raise HTTPFail(500, "pull model manifest: file does not exist")  # no registry here
+            return self._create_from(name, req)
         if "files" not in req:
             raise HTTPFail(400, "neither 'from' or 'files' was specified")
         gguf_key = next((k for k in sorted(files) if k.endswith(".gguf")), None)
@@ -446,6 +509,25 @@ class _Handler(BaseHTTPRequestHandler):
         if stream:
             return self._stream_end()
         return self._json(200, lines[-1])
+
+    def _create_from(self, name: ModelName, req: dict[str, Any]) -> None:
+        """``from`` an existing model: its layers shared, the request's added (no registry
+        here: a missing one fails as a pull would)."""
+        fake = self.fake
+        base = self._name(req["from"])
+        found = fake.lookup(base.display())
+        if found is None:
+            raise HTTPFail(500, "pull model manifest: file does not exist")
+        adapters = req.get("adapters") or {}
+        if len(adapters) > 1:
+            raise HTTPFail(400, "only one adapter is currently supported")
+        self._stream_start()
+        try:
+            for line in _create_from(fake, name, found[1], req, adapters):
+                self._line(line)
+        except HTTPFail as exc:
+            self._line({"error": str(exc)})
+        self._stream_end()
 
     # --- generate ----------------------------------------------------------------------------
     def do_generate(self) -> None:
@@ -489,6 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
         options = {**_params(fake, m), **(req.get("options") or {})}
         _check_options(options)
+        _check_adapter(fake, m)
         prompt = _render(req, str(req.get("template") or template), _text(fake, m, "system"))
         if req.get("_debug_render_only"):
             debug = {"rendered_template": prompt}
@@ -686,6 +769,22 @@ def _create(fake: FakeOllama, name: ModelName, req: dict[str, Any], digest: str,
     for lay in layers:
         word = "using existing" if lay.pop("existed") else "creating new"
         emit({"status": f"{word} layer {lay['digest']}"})
+    config_digest = _config_blob(fake, header, file_type, listed)
+    emit({"status": "writing manifest"})
+    if fake.faults.create_no_success > 0:
+        fake.faults.create_no_success -= 1
+        raise _Truncate()
+    with fake.lock:
+        old = fake.put(name, Manifest(layers, _config_ref(fake, config_digest)))
+        if old:
+            _gc(fake, old)
+    if fake.faults.error_after_manifest > 0:
+        fake.faults.error_after_manifest -= 1
+        raise HTTPFail(500, "remove old layer: the process cannot access the file")
+    emit({"status": "success"})
+
+
+def _config_blob(fake: FakeOllama, header: ggufheader.Decoded, file_type: str, listed: str) -> str:
     config = {
         "model_format": "gguf",
         "model_family": header.architecture,
@@ -695,27 +794,71 @@ def _create(fake: FakeOllama, name: ModelName, req: dict[str, Any], digest: str,
         "parameter_size": str(header.parameters),
         "header": header.kv,
     }
-    config_digest, _ = fake.store_bytes(json.dumps(config, default=str).encode())
-    emit({"status": "writing manifest"})
-    if fake.faults.create_no_success > 0:
-        fake.faults.create_no_success -= 1
-        raise _Truncate()
+    digest, _ = fake.store_bytes(json.dumps(config, default=str).encode())
+    return digest
+
+
+def _config_ref(fake: FakeOllama, digest: str) -> dict[str, Any]:
+    size = fake.blob_path(digest).stat().st_size
+    return {"digest": digest, "mediaType": CONFIG_MEDIA, "size": size}
+
+
+def _create_from(
+    fake: FakeOllama,
+    name: ModelName,
+    base: Manifest,
+    req: dict[str, Any],
+    adapters: dict[str, Any],
+) -> Any:
+    """The status lines of a create ``from`` ``base``; raises HTTPFail in-stream."""
+    replaced = {k for k in ("template", "system", "license") if req.get(k)}
+    layers = [dict(lay) for lay in base.layers if lay["mediaType"].removeprefix(MEDIA) not in (
+        replaced | ({"adapter"} if adapters else set())
+    )]  # fmt: skip
+    params = _params(fake, base)
+    if req.get("parameters"):
+        params = {**params, **req["parameters"]}
+        layers = [lay for lay in layers if lay["mediaType"] != MEDIA + "params"]
+    for lay in layers:
+        yield {"status": f"using existing layer {lay['digest']}"}
+    for key, digest in adapters.items():
+        yield {"status": "parsing GGUF"}
+        if fake.adapters_refused:
+            raise HTTPFail(400, ADAPTERS_REFUSED)
+        path = fake.blob_path(str(digest))
+        if not DIGEST.match(str(digest)) or not path.exists():
+            raise HTTPFail(500, f"open {path}: no such file or directory")
+        try:
+            kv = ggufheader.decode(path).kv
+        except ggufheader.BadGGUF as exc:
+            raise HTTPFail(500, str(exc)) from None
+        if kv.get("general.type") != "adapter":
+            raise HTTPFail(400, f"{key}: not an adapter")
+        layers.append(_layer(fake, "adapter", str(digest)))
+    new = [_text_layer(fake, k, str(req[k])) for k in sorted(replaced)]
+    if req.get("parameters"):
+        new.append(_text_layer(fake, "params", json.dumps(params)))
+    for lay in [*new, *(x for x in layers if "existed" in x)]:
+        word = "using existing" if lay.pop("existed") else "creating new"
+        yield {"status": f"{word} layer {lay['digest']}"}
+    layers += new
+    yield {"status": "writing manifest"}
     with fake.lock:
-        old = fake.manifests.get(name.key())
-        fake.manifests[name.key()] = Manifest(
-            layers,
-            {
-                "digest": config_digest,
-                "mediaType": "application/vnd.docker.container.image.v1+json",
-            },
-        )
-        fake.display[name.key()] = name.display()
+        old = fake.put(name, Manifest(layers, dict(base.config)))
         if old:
             _gc(fake, old)
-    if fake.faults.error_after_manifest > 0:
-        fake.faults.error_after_manifest -= 1
-        raise HTTPFail(500, "remove old layer: the process cannot access the file")
-    emit({"status": "success"})
+    yield {"status": "success"}
+
+
+def _check_adapter(fake: FakeOllama, m: Manifest) -> None:
+    """llama.cpp's rules for a LoRA at load: an adapter GGUF of the model's architecture."""
+    adapters = [lay for lay in m.layers if lay["mediaType"] == MEDIA + "adapter"]
+    if not adapters:
+        return
+    arch = _config(fake, m)["model_family"]
+    kv = ggufheader.decode(fake.blob_path(adapters[0]["digest"])).kv
+    if kv.get("adapter.type") != "lora" or kv.get("general.architecture") != arch:
+        raise HTTPFail(500, "llama runner process has terminated: failed to apply lora adapter")
 
 
 def _layer(fake: FakeOllama, kind: str, digest: str, existed: bool = False) -> dict[str, Any]:
@@ -776,9 +919,19 @@ def _show(fake: FakeOllama, m: Manifest) -> dict[str, Any]:
         if k not in ("general.name", "tokenizer.chat_template")
     }
     params = json.loads(texts["params"][0]) if "params" in texts else {}
+    model = next(lay["digest"] for lay in m.layers if lay["mediaType"] == MEDIA + "model")
+    lines = _param_lines(params)
+    modelfile = [
+        '# Modelfile generated by "ollama show"',
+        f"FROM {fake.blob_path(model)}",
+        *(f"ADAPTER {fake.blob_path(a['digest'])}" for a in m.layers
+          if a["mediaType"] == MEDIA + "adapter"),
+        f'TEMPLATE """{(texts.get("template") or [""])[0]}"""',
+        *(f"PARAMETER {line}" for line in lines),
+    ]  # fmt: skip
     return {
-        "modelfile": '# Modelfile generated by "ollama show"',
-        "parameters": "\n".join(f"{k:<30} {v!r}" for k, v in params.items()),
+        "modelfile": "\n".join(modelfile) + "\n",
+        "parameters": "\n".join(lines),
         "template": (texts.get("template") or [""])[0],
         "system": (texts.get("system") or [""])[0],
         "license": "\n".join(texts.get("license", [])),
@@ -792,3 +945,12 @@ def _show(fake: FakeOllama, m: Manifest) -> dict[str, Any]:
         "model_info": info,
         "modified_at": datetime.fromtimestamp(m.modified, UTC).isoformat(),
     }
+
+
+def _param_lines(params: dict[str, Any]) -> list[str]:
+    """As Go prints them: ``%-30s %#v``, a list one line per item, strings quoted."""
+    out = []
+    for key, value in params.items():
+        for item in value if isinstance(value, list) else [value]:
+            out.append(f"{key:<30} {json.dumps(item, ensure_ascii=False)}")
+    return out

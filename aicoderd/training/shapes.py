@@ -84,3 +84,10 @@ def parameter_count(s: Shape) -> int:
     """Parameters of the model ``s`` describes (embeddings included), without building it."""
     per_layer = 4 * s.hidden * s.hidden + 3 * s.hidden * s.intermediate + 2 * s.hidden
     return s.layers * per_layer + 2 * s.vocab * s.hidden + s.hidden
+
+
+def activation_bytes_per_token(hidden: int, intermediate: int, layers: int) -> int:
+    """fp32 bytes autograd keeps per token for the backward pass: in each layer the two norms'
+    inputs and outputs, q, k, v, the attention output and its projection's input (9 x hidden),
+    and the MLP's gate, up, activation and product (4 x intermediate)."""
+    return 4 * (layers * (9 * hidden + 4 * intermediate) + 3 * hidden)
