@@ -193,6 +193,11 @@ class TrainingConfig(_Section):
     replay_fraction: float = Field(default=0.2, ge=0, lt=1)  # pretraining text in each batch
     preference_beta: float = Field(default=0.1, gt=0)  # DPO / KTO temperature
     gate_tolerance: float = Field(default=0.01, ge=0)  # promote if loss <= current * (1 + t)
+    # ...and if infilling exact match >= current's - margin (absolute, 0.02 = 2 points)
+    gate_infill_margin: float = Field(default=0.02, ge=0, le=1)
+    fim_rate: float = Field(default=0.5, ge=0, le=1)  # pretraining documents made fill-in-middle
+    fim_spm_rate: float = Field(default=0.5, ge=0, le=1)  # of those, suffix-prefix-middle order
+    completion_cases: int = Field(default=200, ge=1)  # lines masked by the completion metrics
 
     @field_validator("hidden_size", "intermediate_size")
     @classmethod
@@ -309,6 +314,8 @@ class AdaptConfig(_Section):
     seed: int = 1337
     gate_tolerance: float = Field(default=0.0, ge=0)  # the adapted model must beat the base
     eval_bytes: int = Field(default=32 * 1024, ge=1)  # of the eval split the gate reads (CPU: slow)
+    completion_cases: int = Field(default=100, ge=0)  # masked lines the gate completes, per model
+    gate_infill_margin: float = Field(default=0.0, ge=0, le=1)  # infilling may drop this much
     auto: bool = True  # the pipeline queues adapt on corpus growth and on feedback
     min_new_tokens: int = Field(default=100_000, ge=1)  # corpus growth since the last adapt
     min_feedback: int = Field(default=50, ge=1)  # ...or valid feedback records since it

@@ -62,11 +62,19 @@ def _print(r: dict[str, Any]) -> None:
         print(f"stopped; run the same command again to resume from {r['paths']['out']}")
         return
     base, adapted, gate = r["base"], r["adapted"], r["gate"]
-    print(f"base    {r['source']}: loss/byte {base['eval_loss_per_byte']:.4f}")
-    print(f"adapted {r['version']}: loss/byte {adapted['eval_loss_per_byte']:.4f}")
+    print(f"base    {r['source']}: {_figures(base)}")
+    print(f"adapted {r['version']}: {_figures(adapted)}")
     print(f"gate: {'passed' if gate['passed'] else 'refused'} ({gate['reason']})")
     for key, path in r["paths"].items():
         print(f"  {key}: {path}")
     deployed = r.get("deployed")
     if deployed:
         print(f"deployed {deployed['name']} ({deployed['mode']}), {deployed.get('latest')} moved")
+
+
+def _figures(m: dict[str, Any]) -> str:
+    """Loss per byte, bits per byte, and the exact matches of one side of the gate."""
+    out = f"loss/byte {m['eval_loss_per_byte']:.4f}, {m['bits_per_byte']:.3f} bits/byte"
+    if m.get("infill_exact_match") is not None:
+        out += f", infill exact match {m['infill_exact_match']:.3f}"
+    return out + f", next line {m['next_line_exact_match']:.3f} ({m['completion_cases']} cases)"

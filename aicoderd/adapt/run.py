@@ -131,10 +131,7 @@ def finish(
         return _report(req, result | {"stopped": "cancelled"})
     say("gate: the adapted model against the base on the eval split")
     rt = runtime.detect(settings.training.device)
-    texts = gate.eval_texts(p.corpus.eval, cfg.eval_bytes)
-    verdict = gate.compare(
-        model, p.base, texts, rt, context_of(model, settings), cfg.gate_tolerance
-    )
+    verdict = gate.compare(model, p.base, p.corpus, rt, context_of(model, settings), cfg)
     result |= {"base": verdict["base"], "adapted": verdict["adapted"]}
     result["gate"] = {"passed": verdict["passed"], "reason": verdict["reason"]}
     if not verdict["passed"]:

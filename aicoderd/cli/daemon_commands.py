@@ -97,6 +97,13 @@ def _pipeline_lines(p: schemas.PipelineStatus, running: dict[int, schemas.Runnin
     if p.loss_plot:
         model += f" (loss plot: {p.loss_plot})"
     out.append(f"model: {model}")
+    if p.current_metrics is not None:
+        from aicoderd.ollama.versions import quality_line
+
+        out.append(f"  figures: {quality_line(p.current_metrics.model_dump())}")
+    if g := p.gate:
+        verdict = "passed" if g.passed else "refused"
+        out.append(f"  last gate (job #{g.job_id}, {g.model}): {verdict}: {g.reason}")
     for name in STAGES:
         out.append(f"  {name}: {_stage(getattr(p, name), running)}")
     if p.adapt is not None:

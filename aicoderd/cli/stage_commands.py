@@ -52,7 +52,8 @@ def register(sub: Any) -> None:
     ft.add_argument("--corpus", help="corpus for replay (default: the base model's)")
     ft.add_argument("--max-steps", type=int, help="finetuning steps (default from config)")
     ev = add("eval", "evaluate a model; with --against, apply the gate", "training", "evaluate")
-    ev.add_argument("model", help="model directory (or version)")
+    ev.set_defaults(func=run_eval)
+    ev.add_argument("model", help="model directory (or version), or a GGUF (run in llama.cpp)")
     ev.add_argument("--against", help="the current model: promote only if not worse")
     ev.add_argument("--corpus", help="corpus whose eval split is used (default: the model's)")
     ev.add_argument("--feedback", nargs="+", help="feedback files (default: the daemon's)")
@@ -93,6 +94,13 @@ def run_stage(args: argparse.Namespace) -> int:
     module = importlib.import_module(f"aicoderd.{args.stage_module}.cli")
     code: int = getattr(module, args.stage_action)(args, settings(args))
     return code
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """A GGUF is measured in llama.cpp by the export stage, a model directory by training."""
+    if args.model.endswith(".gguf"):
+        args.stage_module = "export"
+    return run_stage(args)
 
 
 def cmd_corpus(args: argparse.Namespace) -> int:

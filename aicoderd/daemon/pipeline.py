@@ -37,7 +37,7 @@ from aicoderd.errors import CorpusError
 from aicoderd.export import inference
 from aicoderd.store import Store
 from aicoderd.training import report, versions
-from aicoderd.training.job_kinds import FINETUNE, Trained
+from aicoderd.training.job_kinds import EVAL, FINETUNE, Evaluated, Trained
 
 logger = log.get(__name__)
 
@@ -160,6 +160,7 @@ class ModelPipeline:
         self._said: dict[str, str | None] = {}  # what each stage last logged it waits for
         self._tokens: dict[str, int | None] = {}  # snapshot id → tokens_estimate (immutable)
         self._metrics: dict[Path, dict[str, Any]] = {}  # model dir → metrics.json (immutable)
+        self._figures_seen: dict[tuple[Path, int], schemas.ModelFigures | None] = {}
         self._poked = asyncio.Event()
 
     def poke(self) -> None:
@@ -211,11 +212,34 @@ class ModelPipeline:
             {
                 "current_model": facts.model,
                 "loss_plot": str(plot) if plot is not None and plot.exists() else None,
+                "current_metrics": self._figures(current) if current is not None else None,
+                "gate": self._gate(facts.newest.get(EVAL.name)),
                 "checked": time.time(),
                 **stages,
             }
         )
         return plan
+
+    def _gate(self, newest: policy.Job | None) -> schemas.GateVerdict | None:
+        """The verdict of the newest eval job that gave one, with both models' figures."""
+        if newest is None or newest.result is not None:
+            return _verdict(newest) if newest is not None else None
+        for row in self.store.jobs.finished(EVAL.name, limit=3):  # while one runs
+            if (found := _verdict(_job(row))) is not None:
+                return found
+        return None
+
+    def _figures(self, model_dir: Path) -> schemas.ModelFigures | None:
+        """The figures the last evaluation wrote into the model's metrics.json (re-read when
+        the file changes: an eval of the current model rewrites it)."""
+        try:
+            stamp = (model_dir / report.METRICS).stat().st_mtime_ns
+        except OSError:
+            return None
+        key = (model_dir, stamp)
+        if key not in self._figures_seen:
+            self._figures_seen = {key: _model_figures(report.read_metrics(model_dir))}
+        return self._figures_seen[key]
 
     # -- facts -------------------------------------------------------------------------------
 
@@ -338,6 +362,29 @@ def _job(row: dict[str, Any]) -> policy.Job:
         result=kind.parse(row["result"]) if kind is not None else None,
         error=row["error"],
         finished=row["finished"],
+    )
+
+
+def _model_figures(metrics: dict[str, Any] | None) -> schemas.ModelFigures | None:
+    if not metrics or "eval_loss_per_byte" not in metrics:
+        return None
+    return schemas.ModelFigures.model_validate(
+        {k: metrics.get(k) for k in schemas.ModelFigures.model_fields}
+    )
+
+
+def _verdict(job: policy.Job) -> schemas.GateVerdict | None:
+    result = job.result
+    if not isinstance(result, Evaluated) or result.model is None:
+        return None
+    return schemas.GateVerdict(
+        job_id=job.id,
+        model=Path(result.model).name,
+        passed=result.passed,
+        promoted=result.promoted,
+        reason=result.reason,
+        candidate=_model_figures(result.metrics) or schemas.ModelFigures(),
+        current=_model_figures(result.against),
     )
 
 

@@ -79,9 +79,40 @@ class PipelineStage(_Model):
     )
 
 
+class ModelFigures(_Model):
+    """A model's evaluation on the eval split (``aicoder --json eval`` and metrics.json use
+    the same names)."""
+
+    eval_loss_per_byte: float | None = Field(default=None, description="nats per byte")
+    bits_per_byte: float | None = Field(default=None, description="the model's code length")
+    xz_bits_per_byte: float | None = Field(default=None, description="xz -9e on the same text")
+    zstd_bits_per_byte: float | None = Field(default=None, description="zstd -19 on it")
+    infill_exact_match: float | None = Field(
+        default=None, description="single-line infilling, share of lines written exactly"
+    )
+    next_line_exact_match: float | None = Field(
+        default=None, description="the same lines from their prefix alone"
+    )
+    completion_cases: int | None = Field(default=None, description="lines masked")
+
+
+class GateVerdict(_Model):
+    job_id: int = Field(description="the eval job")
+    model: str = Field(description="the candidate's version")
+    passed: bool
+    promoted: bool
+    reason: str = Field(description="both figures against their limits")
+    candidate: ModelFigures
+    current: ModelFigures | None = Field(description="the model it was gated against")
+
+
 class PipelineStatus(_Model):
     current_model: str | None = Field(description="the promoted model version (models/current)")
     loss_plot: str | None = Field(default=None, description="the current model's loss.png")
+    current_metrics: ModelFigures | None = Field(
+        default=None, description="the current model's figures from its last evaluation"
+    )
+    gate: GateVerdict | None = Field(default=None, description="the newest gate's verdict")
     corpus: PipelineStage | None = Field(
         default=None, description="the corpus build: waits for ingestion to be quiet"
     )

@@ -11,8 +11,10 @@ from pathlib import Path
 
 from aicoderd import protocol
 from aicoderd.config import Settings
-from aicoderd.export import convert
+from aicoderd.errors import ExportError
+from aicoderd.export import completion, convert
 from aicoderd.export.build import BuildOptions, build
+from aicoderd.store import Store
 
 
 def export(args: argparse.Namespace, settings: Settings) -> int:
@@ -45,4 +47,27 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
         )
     else:
         print("not verified: `aicoder deploy` refuses it without --force (export with --verify)")
+    return protocol.EXIT_OK
+
+
+def evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    """``aicoder eval MODEL.gguf``: the completion metrics of the deployed file, in llama.cpp."""
+    from aicoderd.training.cli import print_eval
+
+    gguf = Path(args.model)
+    if args.against:
+        raise ExportError("--against compares model directories (the gate); not a GGUF")
+    if not gguf.is_file():
+        raise ExportError(f"{gguf}: no such GGUF file")
+    corpus = Path(args.corpus) if args.corpus else settings.corpus_dir
+    result = completion.evaluate(gguf, corpus, cases=settings.training.completion_cases)
+    store = Store(settings.state_db)
+    try:
+        store.evals.record(result)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_eval(result)
     return protocol.EXIT_OK

@@ -28,6 +28,19 @@ METRIC_KEYS = (
     "parameters",
     "wall_seconds",
     "precision",
+    "fim_rate",
+    # the evaluation gate's figures and verdict (training/gate.py writes them into metrics.json)
+    "eval_loss_per_byte",
+    "bits_per_byte",
+    "xz_bits_per_byte",
+    "zstd_bits_per_byte",
+    "infill_exact_match",
+    "next_line_exact_match",
+    "completion_cases",
+    "gate",
+    "gate_reason",
+    "against_eval_loss_per_byte",
+    "against_infill_exact_match",
 )
 
 # --- an HF model directory ------------------------------------------------------------------

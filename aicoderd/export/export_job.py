@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from aicoderd.errors import JobSkipped
+from aicoderd.export import completion, convert
 from aicoderd.export import constants as C
-from aicoderd.export import convert
 from aicoderd.export.build import BuildOptions, build, remove_scratch, report_path
 from aicoderd.jobctx import JobContext
 from aicoderd.training import versions
@@ -39,7 +39,8 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     remove_scratch(s.exports_dir)  # export jobs run one at a time: leftovers of a killed one
     result = build(model_dir, out, opts, progress)
     prune(s.exports_dir, s.export.keep)
-    return result
+    ctx.progress(force=True, message="completion metrics in llama.cpp")
+    return result | {"completion": completion.measure_export(out, model_dir, s)}
 
 
 def prune(exports: Path, keep: int) -> None:

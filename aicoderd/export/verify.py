@@ -10,6 +10,7 @@ is never deployed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from aicoderd.errors import ExportError
 from aicoderd.export import inference
 from aicoderd.gguf_types import OUTPUT_TYPES
-from aicoderd.training import prompt
+from aicoderd.training import fim, prompt
 
 # Code in several languages, whitespace runs, digits, and the prompt format's special tokens.
 PROMPTS = [
@@ -31,6 +33,13 @@ PROMPTS = [
     "SELECT name, COUNT(*) FROM orders GROUP BY name HAVING COUNT(*) > 10000;\n-- done\n",
     prompt.review_prompt("for i in range(len(xs)):\n    print(xs[i])\n"),
     prompt.fim_prompt("def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"),
+]
+
+# Requests rendered through the Ollama template: (prompt, suffix). With a suffix it takes the
+# fill-in-the-middle branch (an editor's completion), without one the review branch.
+TEMPLATE_REQUESTS = [
+    ("def add(a, b):\n    ", "\n\nprint(add(1, 2))\n"),
+    ("for i in range(len(xs)):\n    print(xs[i])\n", ""),
 ]
 
 
@@ -66,6 +75,7 @@ class Report:
     type: str
     passed: bool
     tokens_identical: bool
+    template_identical: bool  # Ollama's rendered prompts give the training ids in llama.cpp
     prompts: int
     positions: int
     kl_mean: float
@@ -140,8 +150,11 @@ def verify(
         kls.append(_kl(ref, got))
         top1.append(ref.argmax(-1) == got.argmax(-1))
         max_diff = max(max_diff, float(np.abs(ref - got).max()))
+    template = check_template(llm, tok)
     del llm
-    return _report(gguf_path, out_type, limits, prompts, kls, top1, max_diff, problems)
+    report = _report(gguf_path, out_type, limits, prompts, kls, top1, max_diff, problems + template)
+    report.template_identical = not template
+    return report
 
 
 def _round_like_export(model: Any, out_type: str) -> None:
@@ -188,6 +201,7 @@ def _report(
         type=out_type,
         passed=not problems,
         tokens_identical=len(kls) == len(prompts),
+        template_identical=True,
         prompts=len(prompts),
         positions=int(kl.size) if kls else 0,
         kl_mean=float(kl.mean()),
@@ -197,3 +211,65 @@ def _report(
         limits=bound,
         problems=problems,
     )
+
+
+def check_template(llm: Any, tok: Any) -> list[str]:
+    """Each of :data:`TEMPLATE_REQUESTS` rendered through Ollama's template as Ollama renders
+    it, then tokenized by llama.cpp as Ollama tokenizes it, must be the ids training laid out
+    for the same request: the FIM branch as pretraining and finetuning encode its pieces, the
+    review branch as finetuning encodes its prompt."""
+    begin = list(tok("", add_special_tokens=True)["input_ids"])
+    problems = []
+    for text, suffix in TEMPLATE_REQUESTS:
+        rendered = render_template(prompt.ollama_template(), text, suffix)
+        if suffix:
+            trained = fim.encode_pieces(tok, [prompt.FIM.layout(text, suffix)])[0]
+        else:
+            trained = tok.encode(prompt.review_prompt(text), add_special_tokens=False)
+        served = llm.tokenize(rendered.encode(), add_bos=True, special=True)
+        if served != begin + trained:
+            branch = "fill-in-the-middle" if suffix else "review"
+            problems.append(
+                f"the Ollama template's {branch} branch: llama.cpp reads {served[:12]}…,"
+                f" training laid out {(begin + trained)[:12]}…"
+            )
+    return problems
+
+
+_ACTION = re.compile(r"\{\{(-?)\s*(.*?)\s*(-?)\}\}", re.S)
+
+
+def render_template(template: str, prompt_text: str, suffix: str) -> str:
+    """Ollama's rendering of our template, written independently of :mod:`prompt`'s builders:
+    the Go template subset it uses (``if .Suffix`` / ``else`` / ``end``, ``.Prompt``,
+    ``.Suffix``, and ``{{-`` / ``-}}`` trimming the whitespace beside an action). Anything
+    else is an error, so a new template construct cannot pass unchecked."""
+    values = {".Prompt": prompt_text, ".Suffix": suffix}
+    out: list[str] = []
+    showing = [True]  # per nested if: whether its current branch is rendered
+    taken = [True]  # per nested if: whether its condition held
+    pos, trim_next = 0, False
+    for m in _ACTION.finditer(template):
+        text = template[pos : m.start()]
+        text = text.lstrip() if trim_next else text
+        text = text.rstrip() if m.group(1) else text
+        if all(showing):
+            out.append(text)
+        action, trim_next, pos = m.group(2), bool(m.group(3)), m.end()
+        if action.startswith("if "):
+            cond = bool(values.get(action[3:].strip(), ""))
+            showing.append(cond)
+            taken.append(cond)
+        elif action == "else" and len(showing) > 1:
+            showing[-1] = not taken[-1]
+        elif action == "end" and len(showing) > 1:
+            showing.pop()
+            taken.pop()
+        elif action in values:
+            if all(showing):
+                out.append(values[action])
+        else:
+            raise ExportError(f"the template check does not know the action {{{{ {action} }}}}")
+    tail = template[pos:]
+    out.append(tail.lstrip() if trim_next else tail)
+    return "".join(out)

@@ -15,7 +15,7 @@ from aicoderd.errors import OllamaError
 from aicoderd.export.build import BuildOptions, build, report_path, verified
 from aicoderd.ollama.client import Client
 from aicoderd.ollama.deploy import DeployOptions, deploy_gguf
-from aicoderd.ollama.versions import point_latest, versions
+from aicoderd.ollama.versions import point_latest, quality_line, versions
 
 # Shown by `aicoder models`, the first one a version's GGUF has.
 _LOSSES = ("eval_loss", "train_loss")
@@ -106,6 +106,8 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     for v in found:
         mark = "*" if v["latest"] else " "
         print(f"{mark} {v['name']:<40} {v['quantization'] or '':<8} {_metrics(v['metrics'])}")
+        if quality := quality_line(v["metrics"]):
+            print(f"  {'':<40} {'':<8} {quality}")
     return protocol.EXIT_OK
 
 

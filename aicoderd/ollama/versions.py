@@ -83,3 +83,17 @@ def point_latest(client: Client, model: str, version: str | None = None) -> dict
         client.unload(latest)
     client.copy(chosen["name"], latest)
     return {"latest": latest, "now": chosen["name"]}
+
+
+def quality_line(m: dict[str, Any]) -> str:
+    """A model's evaluation figures and gate verdict on one line ("" when never evaluated):
+    for ``aicoder models`` (the GGUF's metrics) and ``aicoder status`` (metrics.json)."""
+    if not isinstance(m.get("infill_exact_match"), float):
+        return ""
+    line = (
+        f"infill {m['infill_exact_match']:.3f}  next line {m.get('next_line_exact_match') or 0:.3f}"
+        f"  bits/byte {m.get('bits_per_byte') or 0:.3f} (xz {m.get('xz_bits_per_byte') or 0:.3f})"
+    )
+    if m.get("gate"):
+        line += f"  gate {m['gate']}: {m.get('gate_reason', '')}"
+    return line

@@ -163,34 +163,22 @@ def evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if corpus is None:
         raise TrainingError(f"no corpus to evaluate {model} on: pass --corpus")
     fb = _feedback_for_eval(args, settings)
-    device = settings.training.device
-    result = gate.evaluate(model, corpus, fb, device=device)
-    against = decision = None
-    if args.against:
-        other = versions.resolve(settings.models_dir, args.against)
-        against = gate.evaluate(other, corpus, fb, device=device)
-        decision = gate.decide(result, against, settings.training.gate_tolerance)
-    store = Store(settings.state_db)
-    try:
-        store.evals.record(
-            result,
-            against,
-            decision.promoted if decision else None,
-            settings.training.gate_tolerance,
-        )
-    finally:
-        store.close()
-    out = {**result, "against": against}
-    if decision is not None:
-        out |= {"promote": decision.promoted, "reason": decision.reason}
+    against = versions.resolve(settings.models_dir, args.against) if args.against else None
+    outcome = gate.run(model, against, corpus, fb, settings.training)
+    gate.record(outcome, model, settings.state_db, settings.training)
+    out = {**outcome.result, "against": outcome.against}
+    if outcome.decision is not None:
+        out |= {"promote": outcome.decision.promoted, "reason": outcome.decision.reason}
     if args.json:
         print(json.dumps(out, indent=2))
     else:
-        _print_eval(result)
-        if against is not None and decision is not None:
-            _print_eval(against)
-            print(f"{'promote' if decision.promoted else 'keep current'}: {decision.reason}")
-    return protocol.EXIT_FAILED if decision is not None and not decision.promoted else 0
+        print_eval(outcome.result)
+        if outcome.against is not None and outcome.decision is not None:
+            print_eval(outcome.against)
+            verb = "promote" if outcome.decision.promoted else "keep current"
+            print(f"{verb}: {outcome.decision.reason}")
+    refused = outcome.decision is not None and not outcome.decision.promoted
+    return protocol.EXIT_FAILED if refused else protocol.EXIT_OK
 
 
 def _feedback_for_eval(args: argparse.Namespace, settings: Settings) -> FeedbackSet:
@@ -206,7 +194,8 @@ def _feedback_for_eval(args: argparse.Namespace, settings: Settings) -> Feedback
         store.close()
 
 
-def _print_eval(r: dict[str, Any]) -> None:
+def print_eval(r: dict[str, Any]) -> None:
+    """One model's figures, three lines (also for a GGUF measured in llama.cpp)."""
     line = (
         f"{r['model']}: eval loss {r['eval_loss']:.4f} (perplexity {r['perplexity']:.2f},"
         f" {r['eval_loss_per_byte']:.4f}/byte over {r['eval_bytes']} bytes)"
@@ -214,3 +203,12 @@ def _print_eval(r: dict[str, Any]) -> None:
     if "feedback_margin" in r:
         line += f", feedback margin {r['feedback_margin']:+.4f}"
     print(line)
+    print(
+        f"  bits/byte {r['bits_per_byte']:.3f} (xz -9e {r['xz_bits_per_byte']:.3f},"
+        f" zstd -19 {r['zstd_bits_per_byte']:.3f})"
+    )
+    print(
+        f"  exact match over {r['completion_cases']} lines: infilling"
+        f" {r['infill_exact_match']:.3f}, next line {r['next_line_exact_match']:.3f}"
+        f" ({r['completion_seconds']:.1f} s, {r.get('backend', 'pytorch')})"
+    )

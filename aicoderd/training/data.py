@@ -20,6 +20,7 @@ from aicoderd.fsutil import atomic_write
 from aicoderd.training import prompt
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.corpus import CorpusSplits
+from aicoderd.training.fim import Fim, encode_documents
 
 if TYPE_CHECKING:
     import torch
@@ -34,30 +35,37 @@ class TokenStreams:
     eval: Tokens
 
 
-def stream(tok: PreTrainedTokenizerBase, texts: list[str], eot: int) -> Tokens:
-    """One array of token ids: every document followed by ``eot``."""
+def stream(
+    tok: PreTrainedTokenizerBase, texts: list[str], eot: int, fim: Fim | None = None
+) -> Tokens:
+    """One array of token ids: every document (transformed by ``fim``) followed by ``eot``."""
     dtype = np.uint16 if len(tok) <= 2**16 else np.uint32
     parts: list[Tokens] = []
     for start in range(0, len(texts), 256):
-        for ids in tokenization.encode_text(tok, texts[start : start + 256]):
+        for ids in encode_documents(tok, texts[start : start + 256], fim):
             parts.append(np.asarray([*ids, eot], dtype=dtype))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
 
 
 def token_streams(
-    corpus: CorpusSplits, tok: PreTrainedTokenizerBase, cache_dir: Path | None
+    corpus: CorpusSplits,
+    tok: PreTrainedTokenizerBase,
+    cache_dir: Path | None,
+    fim: Fim | None = None,
 ) -> TokenStreams:
-    """The corpus's token streams, from ``cache_dir`` when this snapshot and tokenizer were
-    seen before (tokenizing is the slow part of a short run)."""
+    """The corpus's token streams, the train split's documents transformed by ``fim`` (the
+    eval split stays left to right), from ``cache_dir`` when this snapshot, tokenizer and
+    transformation were seen before (tokenizing is the slow part of a short run)."""
     eot = tokenization.token_id(tok, prompt.EOT)
     where = None
     if cache_dir is not None:
-        where = cache_dir / f"{corpus.snapshot}-{tokenization.fingerprint(tok)}"
+        key = fim.key() if fim is not None else Fim(0, 0, 0).key()
+        where = cache_dir / f"{corpus.snapshot}-{tokenization.fingerprint(tok)}-{key}"
         try:
             return TokenStreams(np.load(where / "train.npy"), np.load(where / "eval.npy"))
         except (OSError, ValueError):
             pass
-    streams = TokenStreams(stream(tok, corpus.train, eot), stream(tok, corpus.eval, eot))
+    streams = TokenStreams(stream(tok, corpus.train, eot, fim), stream(tok, corpus.eval, eot))
     if where is not None:
         for name, array in (("train", streams.train), ("eval", streams.eval)):
             buf = io.BytesIO()

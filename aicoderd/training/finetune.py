@@ -25,6 +25,7 @@ from aicoderd.config import TrainingConfig
 from aicoderd.errors import JobSkipped
 from aicoderd.training import data, likelihood, optim, report, runtime
 from aicoderd.training.corpus import load_corpus
+from aicoderd.training.fim import Fim
 from aicoderd.training.gate import load_model
 from aicoderd.training.preferences import Example, Feedback, FeedbackSet
 from aicoderd.training.pretrain import Hooks
@@ -58,7 +59,9 @@ def finetune(
     reference = None
     if fb.pairs or fb.unpaired:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    replay = _replay_blocks(corpus_dir, tok, cache_dir, context) if cfg.replay_fraction else None
+    replay = (
+        _replay_blocks(corpus_dir, tok, cache_dir, context, cfg) if cfg.replay_fraction else None
+    )
     before = _likelihoods(model, tok, fb, rt)
 
     torch.manual_seed(cfg.seed)
@@ -90,9 +93,13 @@ def finetune(
             parts["completion"] = -s.sum() / n.sum().clamp(min=1)
         if fb.pairs and reference is not None:
             batch = [pick.choice(fb.pairs) for _ in range(cfg.finetune_batch_size)]
-            chosen = [likelihood.encode(tok, Example(p.prompt, p.chosen), context) for p in batch]
+            chosen = [
+                likelihood.encode(tok, Example(p.prompt, p.chosen, p.suffix), context)
+                for p in batch
+            ]
             rejected = [
-                likelihood.encode(tok, Example(p.prompt, p.rejected), context) for p in batch
+                likelihood.encode(tok, Example(p.prompt, p.rejected, p.suffix), context)
+                for p in batch
             ]
             margin = _logratio(model, reference, chosen, pad, rt) - _logratio(
                 model, reference, rejected, pad, rt
@@ -166,11 +173,12 @@ def _logratio(
 
 
 def _replay_blocks(
-    corpus_dir: Path | None, tok: Any, cache_dir: Path | None, context: int
+    corpus_dir: Path | None, tok: Any, cache_dir: Path | None, context: int, cfg: TrainingConfig
 ) -> data.Tokens | None:
+    """Pretraining blocks, fill-in-the-middle as in pretraining (the skill is kept too)."""
     if corpus_dir is None:
         return None
-    streams = data.token_streams(load_corpus(corpus_dir), tok, cache_dir)
+    streams = data.token_streams(load_corpus(corpus_dir), tok, cache_dir, Fim.from_config(cfg))
     return data.blocks(streams.train, context)
 
 

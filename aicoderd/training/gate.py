@@ -1,21 +1,26 @@
-"""The evaluation gate: eval loss on the fixed held-out split, and, when feedback exists, how
-much likelier the model finds accepted suggestions than rejected ones.
+"""The evaluation gate: eval loss on the fixed held-out split, the completion metrics
+(:mod:`aicoderd.training.completion`), and, when feedback exists, how much likelier the model
+finds accepted suggestions than rejected ones.
 
 Two models trained on different corpus snapshots have different tokenizers, so their per-token
 losses are not comparable; the gate compares the loss per *byte* of the same eval text (for
 one tokenizer the two rank identically). A candidate is promoted when its loss per byte ≤ the
-current model's * (1 + tolerance). Every evaluation is recorded in ``model_evals``.
+current model's * (1 + tolerance) *and* its single-line infilling exact match (on the same
+cases) ≥ the current model's - margin. Every evaluation is recorded in ``model_evals``, and
+the figures with the verdict in the candidate's ``metrics.json`` (the export copies them into
+the GGUF, where ``aicoder models`` reads them).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aicoderd.config import TrainingConfig
 from aicoderd.errors import TrainingError
-from aicoderd.training import likelihood, prompt, runtime
+from aicoderd.store import Store
+from aicoderd.training import completion, likelihood, report, runtime
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.corpus import load_corpus
 from aicoderd.training.preferences import FeedbackSet
@@ -24,13 +29,40 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-EVAL_BYTES = 2 * 2**20  # eval text used, from the start of the eval split: bounds the time
+NO_CURRENT = "no current model"
 
 
 @dataclass(frozen=True)
 class Decision:
     promoted: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A candidate's evaluation, and the current model's with the decision when there is one."""
+
+    result: dict[str, Any]
+    against: dict[str, Any] | None = None
+    decision: Decision | None = None
+    note: str = NO_CURRENT  # why there is no decision
+
+    @property
+    def passed(self) -> bool:
+        return self.decision.promoted if self.decision else self.note == NO_CURRENT
+
+    @property
+    def reason(self) -> str:
+        return self.decision.reason if self.decision else self.note
+
+    def verdict(self) -> dict[str, Any]:
+        """The verdict as flat fields beside the model's own figures."""
+        out: dict[str, Any] = {"gate": "ungated", "gate_reason": self.reason}
+        if self.decision is not None and self.against is not None:
+            out["gate"] = "passed" if self.decision.promoted else "refused"
+            out["against_eval_loss_per_byte"] = self.against.get("eval_loss_per_byte")
+            out["against_infill_exact_match"] = self.against.get("infill_exact_match")
+        return out
 
 
 def load_model(model_dir: Path, device: torch.device) -> tuple[Any, PreTrainedTokenizerBase]:
@@ -45,28 +77,20 @@ def load_model(model_dir: Path, device: torch.device) -> tuple[Any, PreTrainedTo
 
 
 def evaluate(
-    model_dir: Path, corpus_dir: Path, feedback: FeedbackSet | None, *, device: str = "auto"
+    model_dir: Path,
+    corpus_dir: Path,
+    feedback: FeedbackSet | None,
+    *,
+    device: str = "auto",
+    cases: int = TrainingConfig().completion_cases,
 ) -> dict[str, Any]:
-    """Eval loss (per token and per byte), perplexity and the feedback margin of one model."""
+    """Eval loss (per token and per byte), the completion metrics and the feedback margin of
+    one model, in PyTorch."""
     rt = runtime.detect(device)
     model, tok = load_model(model_dir, rt.device)
-    corpus = load_corpus(corpus_dir)
-    texts, size = [], 0
-    for text in corpus.eval:
-        if size >= EVAL_BYTES:
-            break
-        texts.append(text)
-        size += len(text.encode("utf-8"))
-    nll, tokens = stream_nll(model, tok, texts, rt)
-    out: dict[str, Any] = {
-        "model": str(model_dir.absolute()),
-        "corpus_snapshot": corpus.snapshot,
-        "eval_loss": nll / tokens,
-        "perplexity": math.exp(min(nll / tokens, 50.0)),
-        "eval_loss_per_byte": nll / size,
-        "eval_tokens": tokens,
-        "eval_bytes": size,
-    }
+    backend = completion.TorchBackend(model, tok, rt.device, rt.autocast)
+    out: dict[str, Any] = {"model": str(model_dir.absolute()), "backend": "pytorch"}
+    out |= completion.evaluate(backend, load_corpus(corpus_dir), cases=cases)
     if feedback is not None and feedback.chosen and feedback.rejected:
         good = likelihood.mean_logprob(model, tok, feedback.chosen, rt.device)
         bad = likelihood.mean_logprob(model, tok, feedback.rejected, rt.device)
@@ -74,43 +98,63 @@ def evaluate(
     return out
 
 
-def stream_nll(
-    model: Any,
-    tok: PreTrainedTokenizerBase,
-    texts: list[str],
-    rt: runtime.Runtime,
-    *,
-    eot: int | None = None,
-    context: int | None = None,
-) -> tuple[float, int]:
-    """Summed negative log-likelihood of every token of the texts joined by ``eot`` (default:
-    the prompt format's), in windows of ``context`` tokens (default: the model's) each
-    overlapping the previous by one token, so every token but the first is predicted once."""
-    import torch
-
-    eot = tokenization.token_id(tok, prompt.EOT) if eot is None else eot
-    ids = [eot]
-    for doc in tokenization.encode_text(tok, texts):
-        ids += [*doc, eot]
-    context = context or int(model.config.max_position_embeddings)
-    windows = [ids[s : s + context] for s in range(0, max(len(ids) - 1, 1), context - 1)]
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad(), rt.autocast():
-        for w in windows:
-            if len(w) < 2:
-                continue
-            x = torch.tensor([w], device=rt.device)
-            loss = model(input_ids=x, labels=x).loss
-            total += float(loss) * (len(w) - 1)
-            count += len(w) - 1
-    return total, count
+def run(
+    model: Path,
+    against: Path | None,
+    corpus: Path,
+    feedback: FeedbackSet | None,
+    cfg: TrainingConfig,
+) -> Outcome:
+    """Evaluate ``model`` and, unless it is the same model, ``against``, on one corpus."""
+    result = evaluate(model, corpus, feedback, device=cfg.device, cases=cfg.completion_cases)
+    if against is None:
+        return Outcome(result)
+    if against.resolve() == model.resolve():
+        return Outcome(result, note="same model")
+    other = evaluate(against, corpus, feedback, device=cfg.device, cases=cfg.completion_cases)
+    return Outcome(result, other, decide(result, other, cfg.gate_tolerance, cfg.gate_infill_margin))
 
 
-def decide(candidate: dict[str, Any], current: dict[str, Any], tolerance: float) -> Decision:
-    """Promote when the candidate's loss per byte ≤ the current one's * (1 + tolerance)."""
+def record(
+    outcome: Outcome, model: Path, state_db: Path, cfg: TrainingConfig, job_id: int | None = None
+) -> None:
+    """A ``model_evals`` row, and the figures with the verdict in the model's metrics.json."""
+    d = outcome.decision
+    store = Store(state_db)
+    try:
+        store.evals.record(
+            outcome.result, outcome.against, d.promoted if d else None, cfg.gate_tolerance, job_id
+        )
+    finally:
+        store.close()
+    figures = summary(outcome.result) | outcome.verdict()
+    report.write_metrics(model, report.read_metrics(model) | figures)
+
+
+def decide(
+    candidate: dict[str, Any], current: dict[str, Any], tolerance: float, infill_margin: float
+) -> Decision:
+    """Promote when the candidate's loss per byte ≤ the current one's * (1 + tolerance) and its
+    infilling exact match ≥ the current one's - margin (a figure missing on either side, as in
+    a report from before the metric existed, leaves that half out)."""
     cand, cur = candidate["eval_loss_per_byte"], current["eval_loss_per_byte"]
     limit = cur * (1 + tolerance)
-    if cand <= limit:
-        return Decision(True, f"eval loss/byte {cand:.4f} <= {limit:.4f} (current {cur:.4f})")
-    return Decision(False, f"eval loss/byte {cand:.4f} > {limit:.4f} (current {cur:.4f})")
+    loss_ok = cand <= limit
+    sign = "<=" if loss_ok else ">"
+    reasons = [f"eval loss/byte {cand:.4f} {sign} {limit:.4f} (current {cur:.4f})"]
+    infill_ok = True
+    fill, held = candidate.get("infill_exact_match"), current.get("infill_exact_match")
+    if isinstance(fill, float) and isinstance(held, float):
+        floor = held - infill_margin
+        infill_ok = fill >= floor - 1e-12  # a margin of 0 admits an equal score
+        sign = ">=" if infill_ok else "<"
+        reasons.append(
+            f"infill exact match {fill:.3f} {sign} {max(floor, 0.0):.3f} (current {held:.3f})"
+        )
+    return Decision(loss_ok and infill_ok, "; ".join(reasons))
+
+
+def summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The figures of an evaluation that metrics.json, the GGUF and the status carry."""
+    keys = ("eval_loss_per_byte", *completion.KEYS, "completion_seconds")
+    return {k: result[k] for k in keys if k in result}

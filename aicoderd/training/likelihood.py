@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aicoderd.training import prompt
+from aicoderd.training import fim, prompt
+from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.preferences import Example
 
 if TYPE_CHECKING:
@@ -16,12 +17,28 @@ IGNORE = -100  # label of a prompt token: no loss there
 
 
 def encode(tok: PreTrainedTokenizerBase, ex: Example, context: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) of a review example; a long prompt loses its start, never the
-    completion's tokens."""
+    """(input ids, labels) of an example: a review, or with a suffix fill-in-the-middle; a
+    long prompt loses its start (a FIM prompt the start of its prefix and the end of its
+    suffix), never the completion's tokens."""
+    if ex.suffix is not None:
+        return _encode_fim(tok, ex, ex.suffix, context)
     head, tail = prompt.review_example(ex.prompt, ex.completion)
     p = tok.encode(head, add_special_tokens=False)
     c = tok.encode(tail, add_special_tokens=False)[: context - 1]
     p = p[-(context - len(c)) :]
+    return p + c, [IGNORE] * len(p) + c
+
+
+def _encode_fim(
+    tok: PreTrainedTokenizerBase, ex: Example, suffix: str, context: int
+) -> tuple[list[int], list[int]]:
+    """The PSM layout pretraining uses, its pieces encoded as :mod:`.fim` encodes them."""
+    eot = tokenization.token_id(tok, prompt.EOT)
+    pre, suf, mid = tokenization.encode_text(tok, [ex.prompt, suffix, ex.completion])
+    c = [*mid, eot][: context - 4]
+    p = fim.prompt_ids(
+        prompt.FIM, lambda t: tokenization.token_id(tok, t), pre, suf, context - len(c)
+    )
     return p + c, [IGNORE] * len(p) + c
 
 

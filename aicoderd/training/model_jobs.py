@@ -144,35 +144,18 @@ def run_eval(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     recorded = report.read_metrics(model).get("corpus_dir")
     corpus = Path(params.get("corpus") or recorded or settings.corpus_dir)
     fb = _stored_feedback(settings).examples
-    device = settings.training.device
-    result = gate.evaluate(model, corpus, fb, device=device)
-    other = decision = None
-    if against is not None and against.resolve() != model.resolve():
-        other = gate.evaluate(against, corpus, fb, device=device)
-        decision = gate.decide(result, other, settings.training.gate_tolerance)
-    passed = decision.promoted if decision is not None else against is None
-    promoted = passed and bool(params.get("promote", True))
-    store = Store(settings.state_db)
-    try:
-        store.evals.record(
-            result,
-            other,
-            decision.promoted if decision else None,
-            settings.training.gate_tolerance,
-            ctx.job_id,
-        )
-    finally:
-        store.close()
+    outcome = gate.run(model, against, corpus, fb, settings.training)
+    gate.record(outcome, model, settings.state_db, settings.training, ctx.job_id)
+    promoted = outcome.passed and bool(params.get("promote", True))
     if promoted:
         versions.promote(models, model)
-    reason = decision.reason if decision else "no current model" if against is None else "same"
     return {
         "model": str(model),
-        "passed": passed,
+        "passed": outcome.passed,
         "promoted": promoted,
-        "reason": reason,
-        "metrics": result,
-        "against": other,
+        "reason": outcome.reason,
+        "metrics": outcome.result,
+        "against": outcome.against,
     }
 
 

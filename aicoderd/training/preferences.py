@@ -19,8 +19,9 @@ from aicoderd.sources.feedback_file import FeedbackRecord, parse_line
 
 @dataclass(frozen=True)
 class Example:
-    prompt: str
+    prompt: str  # with a suffix: the code before the cursor
     completion: str
+    suffix: str | None = None  # set: a fill-in-the-middle example, the completion its middle
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Pair:
     prompt: str
     chosen: str
     rejected: str
+    suffix: str | None = None
 
 
 @dataclass
@@ -43,7 +45,7 @@ class FeedbackSet:
 
     @property
     def rejected(self) -> list[Example]:
-        return [Example(p.prompt, p.rejected) for p in self.pairs] + self.unpaired
+        return [Example(p.prompt, p.rejected, p.suffix) for p in self.pairs] + self.unpaired
 
 
 @dataclass(frozen=True)
@@ -58,27 +60,40 @@ class Feedback:
         return f"no usable feedback in {self.origin}"
 
 
+def _context(record: FeedbackRecord) -> tuple[str, str | None]:
+    """(prompt, suffix): a record from an editor's completion carries the cursor's context as
+    ``prefix`` and ``suffix`` and trains in the fill-in-the-middle layout, the prefix as its
+    prompt; any other record is a review request."""
+    extra = record.model_extra or {}
+    prefix, suffix = extra.get("prefix"), extra.get("suffix")
+    if isinstance(prefix, str) and isinstance(suffix, str):
+        return prefix, suffix
+    return record.prompt, None
+
+
 def from_records(records: Iterable[FeedbackRecord], invalid: int = 0) -> FeedbackSet:
     """``accepted`` and ``edited`` records become chosen completions; rejected ones pair with
-    a chosen completion of the same prompt when there is one."""
-    chosen: dict[str, list[str]] = {}
+    a chosen completion of the same prompt (and suffix) when there is one."""
+    chosen: dict[tuple[str, str | None], list[str]] = {}
     rejected: list[Example] = []
     explicit: list[Pair] = []
     for record in records:
+        key = _context(record)
         if record.verdict == "accepted":
-            chosen.setdefault(record.prompt, []).append(record.suggestion)
+            chosen.setdefault(key, []).append(record.suggestion)
         elif record.verdict == "edited" and record.correction:
-            chosen.setdefault(record.prompt, []).append(record.correction)
+            chosen.setdefault(key, []).append(record.correction)
             if record.suggestion != record.correction:
-                explicit.append(Pair(record.prompt, record.correction, record.suggestion))
+                explicit.append(Pair(key[0], record.correction, record.suggestion, key[1]))
         else:
-            rejected.append(Example(record.prompt, record.suggestion))
+            rejected.append(Example(key[0], record.suggestion, key[1]))
     out = FeedbackSet(invalid=invalid)
-    out.chosen = [Example(p, c) for p, cs in chosen.items() for c in cs]
+    out.chosen = [Example(p, c, suf) for (p, suf), cs in chosen.items() for c in cs]
     out.pairs = list(explicit)
     for r in rejected:
-        if r.prompt in chosen:
-            out.pairs.append(Pair(r.prompt, chosen[r.prompt][0], r.completion))
+        best = chosen.get((r.prompt, r.suffix))
+        if best:
+            out.pairs.append(Pair(r.prompt, best[0], r.completion, r.suffix))
         else:
             out.unpaired.append(r)
     return out

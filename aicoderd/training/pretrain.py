@@ -30,6 +30,7 @@ from aicoderd.training import plan as planning
 from aicoderd.training import tokenizer as tokenization
 from aicoderd.training.checkpoint import Checkpoints
 from aicoderd.training.corpus import load_corpus
+from aicoderd.training.fim import Fim
 
 if TYPE_CHECKING:
     import torch
@@ -114,7 +115,7 @@ def pretrain(
     phases.lap("tokenizer")
 
     # Data: the token streams (cached per snapshot), cut into blocks of the context length.
-    streams = data.token_streams(corpus, tok, cache_dir)
+    streams = data.token_streams(corpus, tok, cache_dir, Fim.from_config(cfg))
     snapshot = corpus.snapshot
     del corpus  # the texts are tokens now: hand their memory (and the tokenizer's) back
     runtime.release_memory()
@@ -232,6 +233,7 @@ def pretrain(
     n_params = sum(p.numel() for p in model.parameters())
     metrics = _metrics(run, plan, stopped or plan.bound, corpus_dir, snapshot, n_params, rt)
     metrics["unigram_eval_loss"] = data.unigram_loss(streams.train, streams.eval, len(tok))
+    metrics |= {"fim_rate": cfg.fim_rate, "fim_spm_rate": cfg.fim_spm_rate}
     session_steps = run.step - session_step
     metrics["tokens_per_s"] = _rate(session_steps * tokens_per_step, sum(step_times))
     if rt.main:

@@ -7,6 +7,9 @@ template or missing stop tokens is the most reported failure of finetune-then-ex
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TypeVar
+
 EOT = "<|endoftext|>"
 FIM_PREFIX = "<|fim_prefix|>"
 FIM_SUFFIX = "<|fim_suffix|>"
@@ -31,24 +34,52 @@ def review_example(prompt: str, completion: str) -> tuple[str, str]:
     return review_prompt(prompt), f"{completion}{EOT}"
 
 
-def fim_prompt(prefix: str, suffix: str) -> str:
-    """Prefix-suffix-middle layout: the model writes the middle."""
-    return f"{FIM_PREFIX}{prefix}{FIM_SUFFIX}{suffix}{FIM_MIDDLE}"
+class Marker(str):
+    """A special token inside a layout: one token id, never text to encode. Everything else
+    in a layout is encoded as plain text, so code that spells a marker out stays text."""
 
 
-def fim_example(prefix: str, middle: str, suffix: str) -> str:
-    return f"{fim_prompt(prefix, suffix)}{middle}{EOT}"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FimMarkers:
+    """A model's fill-in-the-middle markers: ours below; qwen2.5-coder and deepseek-coder
+    have their own (see :mod:`aicoderd.training.completion`)."""
+
+    prefix: str
+    suffix: str
+    middle: str
+
+    def layout(self, prefix: T, suffix: T, *, spm: bool = False) -> list[Marker | T]:
+        """The prompt before the middle, as markers and the two texts (strings, or their token
+        ids). PSM: ``PRE prefix SUF suffix MID``; SPM (StarCoder's variant): ``PRE SUF suffix
+        MID prefix``, the middle then continuing the prefix."""
+        pre, suf, mid = Marker(self.prefix), Marker(self.suffix), Marker(self.middle)
+        return [pre, suf, suffix, mid, prefix] if spm else [pre, prefix, suf, suffix, mid]
+
+    def render(self, prefix: str, suffix: str, *, spm: bool = False) -> str:
+        return "".join(self.layout(prefix, suffix, spm=spm))
+
+
+FIM = FimMarkers(FIM_PREFIX, FIM_SUFFIX, FIM_MIDDLE)
+
+
+def fim_prompt(prefix: str, suffix: str, *, spm: bool = False) -> str:
+    """The fill-in-the-middle prompt: the model writes the middle. PSM is what Ollama's
+    template renders; SPM is seen in pretraining only."""
+    return FIM.render(prefix, suffix, spm=spm)
+
+
+def fim_example(prefix: str, middle: str, suffix: str, *, spm: bool = False) -> str:
+    return f"{fim_prompt(prefix, suffix, spm=spm)}{middle}{EOT}"
 
 
 def ollama_template() -> str:
     """Ollama's Go template: a request with a suffix is fill-in-the-middle, else a review."""
     return (
         "{{- if .Suffix }}"
-        + FIM_PREFIX
-        + "{{ .Prompt }}"
-        + FIM_SUFFIX
-        + "{{ .Suffix }}"
-        + FIM_MIDDLE
+        + FIM.render("{{ .Prompt }}", "{{ .Suffix }}")
         + "{{- else }}"
         + REVIEW
         + "{{ .Prompt }}"

@@ -73,6 +73,10 @@ def test_merged_llama_deploys_beside_the_original_and_rolls_back(
 
     assert r["gate"]["passed"], r["gate"]
     assert r["adapted"]["eval_loss_per_byte"] < r["base"]["eval_loss_per_byte"]
+    for side in (r["base"], r["adapted"]):  # the completion metrics, in the base's FIM tokens
+        assert side["completion_cases"] > 0 and side["infill_exact_match"] is not None
+        assert side["bits_per_byte"] > 0 and side["xz_bits_per_byte"] > 0
+    assert "infill exact match" in r["gate"]["reason"]
     assert r["training"]["feedback_examples"] == 2 and r["training"]["fim_documents"] > 0
     merged = Path(r["paths"]["merged_gguf"])
     assert merged.name.endswith("-q8_0.gguf") and verified(merged) is True

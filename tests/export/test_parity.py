@@ -11,6 +11,7 @@ from aicoderd.export import constants as C
 from aicoderd.export import convert
 from aicoderd.export.verify import Limits, verify
 from aicoderd.gguf_types import OUTPUT_TYPES
+from aicoderd.training import prompt
 from tests.export.tiny import Shape, make_model
 
 SHAPES = {
@@ -62,6 +63,7 @@ def test_lossless_parity(
     report = verify(out, models[shape], out_type)
     assert report.passed, report.problems
     assert report.tokens_identical and report.positions > 100
+    assert report.template_identical
     assert report.kl_mean <= 1e-4 and report.kl_max < 1e-3
     assert report.top1_agreement >= 0.97
 
@@ -93,3 +95,20 @@ def test_wrong_permutation_is_caught(models: dict[str, Path], tmp_path: Path) ->
         arch.Llama.transform = original  # type: ignore[method-assign]
     report = verify(out, models["mha-tied"], "f32")
     assert not report.passed and report.kl_max > 1e-4
+
+
+def test_a_template_that_renders_other_ids_than_training_is_caught(
+    models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ollama's template, rendered for an editor's completion and for a review, must reach
+    llama.cpp as the ids training laid out: one space more in the FIM branch fails."""
+    out = tmp_path / "m.gguf"
+    convert.export(models["gqa-llama3-pre"], out, "f32")
+    assert verify(out, models["gqa-llama3-pre"], "f32").template_identical
+    template = prompt.ollama_template()
+    broken = template.replace(prompt.FIM_SUFFIX, " " + prompt.FIM_SUFFIX, 1)
+    monkeypatch.setattr(prompt, "ollama_template", lambda: broken)
+    report = verify(out, models["gqa-llama3-pre"], "f32")
+    assert not report.template_identical and not report.passed
+    assert [p for p in report.problems if "fill-in-the-middle branch" in p]
+    assert not [p for p in report.problems if "review branch" in p]

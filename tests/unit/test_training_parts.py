@@ -151,10 +151,10 @@ def test_gate_promotes_within_tolerance_and_records_both(tmp_path: Path) -> None
     current = {"model": "/m/cur", "eval_loss_per_byte": 1.0, "corpus_snapshot": "s"}
     within = {"model": "/m/new", "eval_loss_per_byte": 1.0099, "corpus_snapshot": "s"}
     worse = {"model": "/m/new", "eval_loss_per_byte": 1.0101, "corpus_snapshot": "s"}
-    assert gate.decide(within, current, 0.01).promoted
-    assert not gate.decide(worse, current, 0.01).promoted
+    assert gate.decide(within, current, 0.01, 0.02).promoted
+    assert not gate.decide(worse, current, 0.01, 0.02).promoted
     store = Store(tmp_path / "state.db")
-    decision = gate.decide(within, current, 0.01)
+    decision = gate.decide(within, current, 0.01, 0.02)
     row_id = store.evals.record(within, current, decision.promoted, 0.01, job_id=7)
     with store.db.read() as db:
         row = db.execute("SELECT * FROM model_evals WHERE id=?", (row_id,)).fetchone()
