@@ -75,7 +75,8 @@ class Report:
     type: str
     passed: bool
     tokens_identical: bool
-    template_identical: bool  # Ollama's rendered prompts give the training ids in llama.cpp
+    # Ollama's rendered prompts give the training ids in llama.cpp (None: not our template)
+    template_identical: bool | None
     prompts: int
     positions: int
     kl_mean: float
@@ -115,6 +116,7 @@ def verify(
 
     limits = limits or Limits()
     prompts = prompts or PROMPTS
+    own_model = reference is None
     if reference is None:
         tok = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
         model = AutoModelForCausalLM.from_pretrained(
@@ -150,10 +152,13 @@ def verify(
         kls.append(_kl(ref, got))
         top1.append(ref.argmax(-1) == got.argmax(-1))
         max_diff = max(max_diff, float(np.abs(ref - got).max()))
-    template = check_template(llm, tok)
+    # Our template is checked for our models; an adapted model keeps its base's own template.
+    template = check_template(llm, tok) if own_model else None
     del llm
-    report = _report(gguf_path, out_type, limits, prompts, kls, top1, max_diff, problems + template)
-    report.template_identical = not template
+    report = _report(
+        gguf_path, out_type, limits, prompts, kls, top1, max_diff, problems + (template or [])
+    )
+    report.template_identical = None if template is None else not template
     return report
 
 
