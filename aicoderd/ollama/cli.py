@@ -98,6 +98,8 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
     with Client.from_settings(settings) as client:
         found = versions(client, model)
         where = client.base_url
+    for v in found:
+        v["loss_plot"] = _loss_plot(settings, v["version"])
     if args.json:
         print(json.dumps(found, indent=2))
         return protocol.EXIT_OK
@@ -108,7 +110,17 @@ def models(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{mark} {v['name']:<40} {v['quantization'] or '':<8} {_metrics(v['metrics'])}")
         if quality := quality_line(v["metrics"]):
             print(f"  {'':<40} {'':<8} {quality}")
+        if v["loss_plot"]:
+            print(f"  {'':<40} {'':<8} loss plot: {v['loss_plot']}")
     return protocol.EXIT_OK
+
+
+def _loss_plot(settings: Settings, version: str) -> str | None:
+    """The version's ``loss.png`` when it was trained here (a tag is a version's name)."""
+    if not version or version.startswith(".") or "/" in version:
+        return None
+    plot = settings.models_dir / version / "loss.png"
+    return str(plot) if plot.is_file() else None
 
 
 def _metrics(m: dict[str, Any]) -> str:

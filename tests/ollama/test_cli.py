@@ -103,10 +103,15 @@ def test_models_rollback_follow_creation_not_names(
     for version in (TRAIN, FINETUNE):  # the finetune comes later; its name sorts first
         assert _run(config, "deploy", str(versions[version])) == 0
     capsys.readouterr()
+    plot = tmp_path / "data" / "models" / TRAIN / "loss.png"  # trained here: its plot is shown
+    plot.parent.mkdir(parents=True)
+    plot.write_bytes(b"\x89PNG\r\n")
     assert _run(config, "models") == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == f"coder:{TRAIN} F16 pretrain eval_loss 2.5000 8 steps".split()
-    assert lines[1].split() == f"* coder:{FINETUNE} F16 finetune train_loss 1.2500 3 steps".split()
+    assert lines[1].split() == ["loss", "plot:", str(plot)]
+    assert lines[2].split() == f"* coder:{FINETUNE} F16 finetune train_loss 1.2500 3 steps".split()
+    assert len(lines) == 3
     assert _run(config, "rollback") == 0
     assert capsys.readouterr().out.strip() == f"coder:latest now points to coder:{TRAIN}"
     assert _run(config, "rollback") == 1
@@ -116,3 +121,4 @@ def test_models_rollback_follow_creation_not_names(
     assert _run(config, "--json", "models") == 0
     listed = json.loads(capsys.readouterr().out)
     assert [(v["version"], v["latest"]) for v in listed] == [(TRAIN, False), (FINETUNE, True)]
+    assert [v["loss_plot"] for v in listed] == [str(plot), None]
