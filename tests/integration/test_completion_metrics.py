@@ -112,15 +112,21 @@ class Env:
         )
 
     def cli(self, *args: str) -> tuple[int, str]:
+        code, out, err = self.run(*args)
+        return code, out + err
+
+    def run(self, *args: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             code = main(["--config", str(self.config), *args])
-        return code, out.getvalue() + err.getvalue()
+        return code, out.getvalue(), err.getvalue()
 
     def eval(self, model: Path, corpus_dir: Path, *extra: str) -> tuple[int, dict[str, Any]]:
-        code, out = self.cli("--json", "eval", str(model), "--corpus", str(corpus_dir), *extra)
-        assert code in (0, 1), out
-        return code, json.loads(out[out.index("{") :])
+        """``--json eval``: the report is stdout (llama.cpp may log on stderr)."""
+        args = ("--json", "eval", str(model), "--corpus", str(corpus_dir), *extra)
+        code, out, err = self.run(*args)
+        assert code in (0, 1), out + err
+        return code, json.loads(out)
 
 
 @pytest.fixture(scope="module")
