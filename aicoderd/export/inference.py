@@ -49,6 +49,7 @@ def load(
     except ImportError:
         raise ExportError(INSTALL_HINT) from None
     threads = n_threads or max(1, min(4, os.cpu_count() or 1))
+    _route_logs(llama_cpp)
     try:
         with _plain_cpu_buffers(llama_cpp):
             return llama_cpp.Llama(
@@ -64,6 +65,34 @@ def load(
             )
     except (ValueError, RuntimeError) as exc:
         raise ExportError(f"llama.cpp cannot load {path}: {exc}") from exc
+
+
+GGML_LOG_ERROR = 4  # ggml's levels: none 0, debug 1, info 2, warn 3, error 4, continued 5
+_callback: Any = None  # kept alive while llama.cpp holds it
+
+
+def _route_logs(llama_cpp: Any) -> None:
+    """llama.cpp's errors go to our log as warnings; its other messages are dropped.
+    (llama-cpp-python's handler reads ggml's levels shifted by one and prints its warnings to
+    stderr whatever ``verbose`` says, e.g. the context padding to 256 of a 128-token model.)"""
+    global _callback
+    if _callback is not None:
+        return
+    import ctypes
+
+    import structlog
+
+    log = structlog.get_logger("llama.cpp")
+
+    def forward(level: int, text: bytes, _: Any) -> None:
+        if level != GGML_LOG_ERROR:
+            return
+        # a callback from C must not raise (at interpreter exit, logging may be gone)
+        with contextlib.suppress(Exception):
+            log.warning("llama.cpp", message=text.decode("utf-8", errors="replace").strip())
+
+    _callback = llama_cpp.llama_log_callback(forward)
+    llama_cpp.llama_log_set(_callback, ctypes.c_void_p(0))
 
 
 @contextlib.contextmanager

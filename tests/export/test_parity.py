@@ -112,3 +112,20 @@ def test_a_template_that_renders_other_ids_than_training_is_caught(
     assert not report.template_identical and not report.passed
     assert [p for p in report.problems if "fill-in-the-middle branch" in p]
     assert not [p for p in report.problems if "review branch" in p]
+
+
+def test_llama_cpp_speaks_through_our_log_not_on_stderr(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A 128-token model's context is padded to 256 by llama.cpp, which warns about it;
+    llama-cpp-python would print that on stderr whatever ``verbose`` says."""
+    from aicoderd.export import inference
+
+    model = make_model(tmp_path / "short", Shape(hidden=64, intermediate=256, context=128))
+    gguf = tmp_path / "short.gguf"
+    convert.export(model, gguf, "f32")
+    capfd.readouterr()
+    llm = inference.load(gguf, n_ctx=128)
+    assert llm.n_ctx() >= 128
+    out, err = capfd.readouterr()
+    assert "n_ctx_train" not in err + out and "llama_context" not in err + out
