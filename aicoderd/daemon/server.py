@@ -417,9 +417,14 @@ def bind_socket(path: Path) -> socket.socket:
     finally:
         os.umask(old)
     os.chmod(path, 0o600)
-    sock.listen(128)
+    sock.listen(LISTEN_BACKLOG)
     sock.setblocking(False)
     return sock
+
+
+# Connections waiting to be accepted: a burst of clients (200 editor plugins at once) queues
+# here instead of failing (the kernel caps it at net.core.somaxconn, 4096 by default).
+LISTEN_BACKLOG = 1024
 
 
 class CappedSite(web.BaseSite):
@@ -456,7 +461,9 @@ class CappedSite(web.BaseSite):
             fresh.append((handler, now))
             return handler
 
-        self._server = await loop.create_unix_server(protocol, sock=self._sock)
+        self._server = await loop.create_unix_server(  # asyncio listens again: say how much
+            protocol, sock=self._sock, backlog=LISTEN_BACKLOG
+        )
 
 
 class _Refuse(asyncio.Protocol):

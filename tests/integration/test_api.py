@@ -354,3 +354,22 @@ def _connect(path: Path) -> socket.socket:
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.connect(str(path))
     return s
+
+
+def test_a_burst_of_connects_is_queued_not_dropped(make_daemon) -> None:
+    """Hundreds of clients connecting at once (editor plugins, scripts) all get in line: the
+    listen backlog holds them until the daemon accepts (past the cap they get a 503)."""
+    d = make_daemon().start()
+    clients, dropped = [], 0
+    for _ in range(400):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.setblocking(False)  # a full backlog fails a non-blocking connect at once (EAGAIN)
+        try:
+            s.connect(str(d.socket))
+        except BlockingIOError:
+            dropped += 1
+        clients.append(s)
+    assert dropped == 0
+    for s in clients:
+        s.close()
+    assert d.status()["version"]
