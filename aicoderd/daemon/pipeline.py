@@ -399,7 +399,19 @@ def _idle(per_core: float) -> bool:
     return os.getloadavg()[0] / (os.cpu_count() or 1) < per_core
 
 
+PARITY_RECHECK_SECONDS = 30.0  # a missing parity checker is looked for again this often
+_parity_found: tuple[bool, float] = (False, -PARITY_RECHECK_SECONDS)
+
+
 def _parity_checker() -> bool:
-    """llama.cpp's binding can be imported now (it may have been installed since the start)."""
+    """llama.cpp's binding can be imported now (it may have been installed since the start).
+    Looking walks ``sys.path`` afresh, which at every look was most of an idle daemon's CPU:
+    once found it stays found, and a missing one is looked for every 30 s."""
+    global _parity_found
+    found, at = _parity_found
+    now = time.monotonic()
+    if found or now - at < PARITY_RECHECK_SECONDS:
+        return found
     importlib.invalidate_caches()
-    return inference.available()
+    _parity_found = (inference.available(), now)
+    return _parity_found[0]
