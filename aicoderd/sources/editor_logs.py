@@ -131,6 +131,8 @@ class EditorLog(ABC):
 
     def files(self) -> list[Path]:
         """The files to follow now, oldest name first (Tabby's are dated)."""
+        if not self.root.is_dir():  # the editor is not installed (yet): one stat a poll
+            return []
         found = {p for pattern in self.patterns for p in self.root.glob(pattern) if p.is_file()}
         return sorted(found)
 
