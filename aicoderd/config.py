@@ -148,7 +148,7 @@ PRESET_NAMES: tuple[str, ...] = get_args(PresetName)
 
 
 class TrainingConfig(_Section):
-    """Tokenizer, pretraining, feedback finetuning and the evaluation gate (issue 5)."""
+    """Tokenizer, pretraining, feedback finetuning and the evaluation gate."""
 
     preset: PresetName = "small"  # model size; the fields below override
     hidden_size: int | None = Field(default=None, ge=256)  # a multiple of 256 (k-quants)
