@@ -99,7 +99,20 @@ def fix_total(
     remaining: float,
     eval_seconds: float,
 ) -> None:
-    """Fix the total so the remaining steps and evaluations end with the budget.
+    """Fix the total so the remaining steps and evaluations end with the budget."""
+    _fit(plan, cfg, step, step_seconds, remaining, eval_seconds)
+    plan.step_seconds, plan.fixed_at_step, plan.fixed = step_seconds, step, True
+
+
+def _fit(
+    plan: Plan,
+    cfg: TrainingConfig,
+    step: int,
+    step_seconds: float,
+    remaining: float,
+    eval_seconds: float,
+) -> None:
+    """Lower the total (never raise it) to what ``remaining`` seconds hold from ``step``.
 
     Intermediate evaluations are spaced so that all of them, the final one included, take at
     most ``EVAL_SHARE`` of the budget (a short run evaluates rarely, a long one as configured).
@@ -113,7 +126,6 @@ def fix_total(
     total = step + max(1, math.floor((available - between * eval_seconds) / step_seconds))
     if total < plan.total:
         plan.total, plan.bound = total, "max_wall_seconds"
-    plan.step_seconds, plan.fixed_at_step, plan.fixed = step_seconds, step, True
 
 
 def revise_due(plan: Plan, step: int) -> bool:
@@ -140,10 +152,8 @@ def revise(
     needed = (plan.total - step) * step_seconds + evals * eval_seconds
     if needed <= remaining * (1 + SLACK):
         return False
-    fixed_at, measured = plan.fixed_at_step, plan.step_seconds
     before = plan.total
-    fix_total(plan, cfg, step, step_seconds, remaining, eval_seconds)
-    plan.fixed_at_step, plan.step_seconds = fixed_at, measured
+    _fit(plan, cfg, step, step_seconds, remaining, eval_seconds)
     if plan.total < before:
         plan.revised_at_step = step
     return plan.total < before
